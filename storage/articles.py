@@ -1,0 +1,314 @@
+"""Articles, their sources, mentions, stories and dedupe keys: the ingest transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from monitor.model import Article as ArticleRecord
+from storage.feeds import write_updates
+from storage.outbox import row_values
+from storage.records import IngestPlan, KnownKeys, StoredArticle
+from storage.tables import (
+    Article,
+    ArticleSource,
+    Feed,
+    Mention,
+    Outbox,
+    SeenGuid,
+    SeenUrl,
+    Story,
+    StoryEntity,
+)
+
+CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class ArticleRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def known_keys(self, guids: Iterable[tuple[int, str]], urls: Iterable[str]) -> KnownKeys:
+        """Which (feed, guid) and canonical URLs were seen before (even if since pruned)."""
+        guid_list = sorted(set(guids))
+        url_list = sorted(set(urls))
+        found_guids: dict[tuple[int, str], tuple[str | None, str]] = {}
+        found_urls: dict[str, str | None] = {}
+        with self.engine.connect() as conn:
+            by_feed: dict[int, list[str]] = {}
+            for feed_id, guid in guid_list:
+                by_feed.setdefault(feed_id, []).append(guid)
+            for feed_id, feed_guids in by_feed.items():
+                for part in chunks(feed_guids):
+                    rows = conn.execute(
+                        select(SeenGuid.guid, SeenGuid.article_id, SeenGuid.content_hash).where(
+                            SeenGuid.feed_id == feed_id, SeenGuid.guid.in_(part)
+                        )
+                    )
+                    for guid, article_id, content_hash in rows:
+                        found_guids[(feed_id, guid)] = (article_id, content_hash)
+            for part in chunks(url_list):
+                rows2 = conn.execute(
+                    select(SeenUrl.canonical_url, SeenUrl.article_id).where(
+                        SeenUrl.canonical_url.in_(part)
+                    )
+                )
+                for url, article_id in rows2:
+                    found_urls[url] = article_id
+        return KnownKeys(guids=found_guids, urls=found_urls)
+
+    def story_pairs(self, story_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(story, entity) pairs already recorded for these stories."""
+        ids = sorted(set(story_ids))
+        out: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for part in chunks(ids):
+                rows = conn.execute(
+                    select(StoryEntity.story_id, StoryEntity.entity).where(
+                        StoryEntity.story_id.in_(part)
+                    )
+                )
+                out.update((s, e) for s, e in rows)
+        return out
+
+    def article_stories(self, article_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(set(article_ids))
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for part in chunks(ids):
+                rows = conn.execute(
+                    select(Article.id, Article.story_id).where(Article.id.in_(part))
+                )
+                out.update(dict(rows.all()))
+        return out
+
+    def apply(self, plan: IngestPlan) -> None:
+        """Write a whole tick in one transaction: articles and the alerts they cause together."""
+        with self.engine.begin() as conn:
+            apply_plan(conn, plan)
+
+    def recent(self, since: datetime) -> Iterator[StoredArticle]:
+        """Articles published since ``since`` in arrival order (for the clusterer's warm start)."""
+        with Session(self.engine) as session:
+            yield from load_articles(
+                session,
+                select(Article, Feed.url, Feed.name, Feed.title)
+                .join(Feed, Feed.id == Article.feed_id)
+                .where(Article.published >= since)
+                .order_by(Article.fetched, Article.published, Feed.url, Article.entry_index),
+            )
+
+
+def apply_plan(conn: Connection, plan: IngestPlan) -> None:
+    write_updates(conn, plan.feed_updates)
+    new_stories = [s for s in plan.stories if s.new]
+    if new_stories:
+        conn.execute(
+            insert(Story),
+            [
+                {
+                    "id": s.id,
+                    "title": s.title,
+                    "first_seen": s.first_seen,
+                    "last_seen": s.last_seen,
+                    "last_published": s.last_published,
+                    "sources": 0,
+                }
+                for s in new_stories
+            ],
+        )
+    for s in plan.stories:
+        if not s.new:
+            conn.execute(
+                update(Story)
+                .where(Story.id == s.id)
+                .values(
+                    title=s.title,
+                    first_seen=func.min(Story.first_seen, s.first_seen)
+                    if conn.dialect.name == "sqlite"
+                    else func.least(Story.first_seen, s.first_seen),
+                    last_seen=s.last_seen,
+                    last_published=s.last_published,
+                )
+            )
+    if plan.new_articles:
+        conn.execute(insert(Article), [_article_row(n) for n in plan.new_articles])
+        conn.execute(
+            insert(ArticleSource),
+            [
+                {"article_id": n.id, "feed_id": n.feed_id, "first_seen": n.article.fetched}
+                for n in plan.new_articles
+            ],
+        )
+    for u in plan.updates:
+        a = u.article
+        conn.execute(
+            update(Article)
+            .where(Article.id == u.article_id)
+            .values(
+                title=a.title, summary=a.summary, content=a.content, content_hash=a.content_hash
+            )
+        )
+        conn.execute(
+            update(SeenGuid)
+            .where(SeenGuid.article_id == u.article_id)
+            .values(content_hash=a.content_hash)
+        )
+    _insert_sources(conn, plan.sources)
+    mentions = [
+        {"article_id": n.id, "entity": m.entity, "alias": m.alias, "field": m.field}
+        for n in plan.new_articles
+        for m in set(n.mentions)
+    ] + [
+        {"article_id": u.article_id, "entity": m.entity, "alias": m.alias, "field": m.field}
+        for u in plan.updates
+        for m in set(u.mentions)
+    ]
+    if plan.updates:
+        conn.execute(
+            delete(Mention).where(Mention.article_id.in_([u.article_id for u in plan.updates]))
+        )
+    if mentions:
+        conn.execute(insert(Mention), mentions)
+    if plan.pairs:
+        conn.execute(
+            insert(StoryEntity),
+            [
+                {"story_id": s, "entity": e, "first_article_id": a, "alerted": al}
+                for s, e, a, al in plan.pairs
+            ],
+        )
+    if plan.seen_guids:
+        conn.execute(
+            insert(SeenGuid),
+            [
+                {"feed_id": f, "guid": g, "article_id": a, "content_hash": h}
+                for f, g, a, h in plan.seen_guids
+            ],
+        )
+    if plan.seen_urls:
+        conn.execute(
+            insert(SeenUrl),
+            [{"canonical_url": u, "article_id": a} for u, a in plan.seen_urls],
+        )
+    if plan.alerts:
+        conn.execute(insert(Outbox), [row_values(al) for al in plan.alerts])
+    touched = sorted({s.id for s in plan.stories})
+    for part in chunks(touched):
+        _refresh_sources(conn, part)
+
+
+def _insert_sources(conn: Connection, sources: Sequence[tuple[str, int, datetime]]) -> None:
+    """Record extra feeds carrying known articles, skipping pairs already recorded."""
+    if not sources:
+        return
+    wanted = {(a, f): seen for a, f, seen in sources}
+    existing: set[tuple[str, int]] = set()
+    keys = list(wanted)
+    for part in chunks(keys):
+        rows = conn.execute(
+            select(ArticleSource.article_id, ArticleSource.feed_id).where(
+                tuple_(ArticleSource.article_id, ArticleSource.feed_id).in_(list(part))
+            )
+        )
+        existing.update((a, f) for a, f in rows)
+    fresh = [
+        {"article_id": a, "feed_id": f, "first_seen": seen}
+        for (a, f), seen in wanted.items()
+        if (a, f) not in existing
+    ]
+    if fresh:
+        conn.execute(insert(ArticleSource), fresh)
+
+
+def _refresh_sources(conn: Connection, story_ids: Sequence[str]) -> None:
+    counts = dict(
+        conn.execute(
+            select(Article.story_id, func.count(func.distinct(ArticleSource.feed_id)))
+            .join(ArticleSource, ArticleSource.article_id == Article.id)
+            .where(Article.story_id.in_(list(story_ids)))
+            .group_by(Article.story_id)
+        ).all()
+    )
+    for sid in story_ids:
+        conn.execute(update(Story).where(Story.id == sid).values(sources=counts.get(sid, 0)))
+
+
+def _article_row(n: Any) -> dict[str, Any]:
+    a: ArticleRecord = n.article
+    return {
+        "id": n.id,
+        "feed_id": n.feed_id,
+        "story_id": n.story_id,
+        "guid": a.guid,
+        "url": a.url,
+        "canonical_url": a.canonical_url,
+        "title": a.title,
+        "summary": a.summary,
+        "content": a.content,
+        "content_hash": a.content_hash,
+        "published": a.published,
+        "fetched": a.fetched,
+        "entry_index": a.entry_index,
+        "baseline": n.baseline,
+        "reason_method": n.decision.method,
+        "reason_score": float(n.decision.score),
+        "reason_shared": json.dumps(list(n.decision.shared)),
+    }
+
+
+def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
+    """Turn (Article, feed url, feed name, feed title) rows into records, with their entities."""
+    rows = session.execute(stmt).all()
+    ids = [r[0].id for r in rows]
+    entities: dict[str, set[str]] = {}
+    for part in chunks(ids):
+        for aid, ent in session.execute(
+            select(Mention.article_id, Mention.entity).where(Mention.article_id.in_(list(part)))
+        ):
+            entities.setdefault(aid, set()).add(ent)
+    for row in rows:
+        art, feed_url, feed_name, feed_title = row
+        yield _stored(
+            art,
+            feed_url,
+            feed_name or feed_title or feed_url,
+            tuple(sorted(entities.get(art.id, ()))),
+        )
+
+
+def _stored(art: Article, feed_url: str, feed: str, entities: tuple[str, ...]) -> StoredArticle:
+    record = ArticleRecord(
+        feed_url=feed_url,
+        entry_index=art.entry_index,
+        guid=art.guid,
+        url=art.url,
+        canonical_url=art.canonical_url,
+        title=art.title,
+        summary=art.summary,
+        content=art.content,
+        content_hash=art.content_hash,
+        published=art.published,
+        fetched=art.fetched,
+    )
+    return StoredArticle(
+        id=art.id,
+        story_id=art.story_id,
+        feed=feed,
+        feed_url=feed_url,
+        article=record,
+        method=art.reason_method,
+        score=art.reason_score,
+        shared=tuple(json.loads(art.reason_shared or "[]")),
+        entities=entities,
+    )
