@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FEEDS_DIR = SHARED_DATA / "feeds"
 CLUSTERING_DIR = SHARED_DATA / "clustering"
-
-import os
-import uuid
-from collections.abc import Iterator
-
-import pytest
 
 PG_URL = os.environ.get("MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
