@@ -118,7 +118,7 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
             [
                 {
                     "id": s.id,
-                    "title": s.title,
+                    "title": s.title or "",
                     "first_seen": s.first_seen,
                     "last_seen": s.last_seen,
                     "last_published": s.last_published,
@@ -127,20 +127,18 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
                 for s in new_stories
             ],
         )
+    least = func.min if conn.dialect.name == "sqlite" else func.least
     for s in plan.stories:
-        if not s.new:
-            conn.execute(
-                update(Story)
-                .where(Story.id == s.id)
-                .values(
-                    title=s.title,
-                    first_seen=func.min(Story.first_seen, s.first_seen)
-                    if conn.dialect.name == "sqlite"
-                    else func.least(Story.first_seen, s.first_seen),
-                    last_seen=s.last_seen,
-                    last_published=s.last_published,
-                )
-            )
+        if s.new:
+            continue
+        values: dict[str, Any] = {
+            "first_seen": least(Story.first_seen, s.first_seen),
+            "last_seen": s.last_seen,
+            "last_published": s.last_published,
+        }
+        if s.title is not None:
+            values["title"] = s.title
+        conn.execute(update(Story).where(Story.id == s.id).values(**values))
     if plan.new_articles:
         conn.execute(insert(Article), [_article_row(n) for n in plan.new_articles])
         conn.execute(

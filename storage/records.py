@@ -71,7 +71,7 @@ class ArticleUpdate:
 @dataclass(frozen=True)
 class StoryWrite:
     id: str
-    title: str
+    title: str | None  # None: keep the stored title
     first_seen: datetime
     last_seen: datetime
     last_published: datetime

@@ -1,0 +1,276 @@
+"""Wiring: build the engine from config and storage, run one poll, or run the daemon.
+
+APScheduler only ticks; the database knows what is due. Jobs: the poll tick (feeds whose
+stored next poll has come), alert delivery, retention, and a watch of the config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor.cluster import Clusterer
+from monitor.config import Config, load_config
+from monitor.entities import EntityMatcher
+from monitor.errors import ConfigError, MonitorError, StorageError
+from monitor.pipeline import Engine, run_cycle, utcnow
+from storage.lock import InstanceLock, lock_path_for
+from storage.store import Store
+
+log = logging.getLogger("monitor.daemon")
+
+TICK_SECONDS = 2.0
+DELIVERY_SECONDS = 2.0
+RETENTION_SECONDS = 3600.0
+WATCH_SECONDS = 1.0
+
+
+def host_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_executor() -> Executor | None:
+    """Parsing is CPU work: a process pool on 2+ cores keeps it off the event loop."""
+    cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return None
+    return ProcessPoolExecutor(max_workers=cpus, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
+    """A clusterer warmed with the stored articles still inside the story window."""
+    clusterer = Clusterer(window=cfg.settings.story_window)
+    for stored in store.articles.recent(now - cfg.settings.story_window):
+        clusterer.restore(stored.article, stored.story_id, stored.entities)
+    return clusterer
+
+
+def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:
+    now = utcnow()
+    store.feeds.sync([(f.url, f.name) for f in cfg.feeds], now)
+    return Engine(
+        config=cfg,
+        store=store,
+        clusterer=build_clusterer(cfg, store, now),
+        matcher=EntityMatcher(cfg.entities),
+        executor=executor,
+        rng=random.Random(),
+        host_id=host_id(),
+    )
+
+
+@contextlib.contextmanager
+def instance_lock(cfg: Config) -> Iterator[None]:
+    path = lock_path_for(cfg.settings.database)
+    if path is None:
+        yield
+        return
+    with InstanceLock(path):
+        yield
+
+
+def enabled_urls(cfg: Config) -> list[str]:
+    return [f.url for f in cfg.feeds if f.enabled]
+
+
+async def poll_once(cfg: Config, *, deliver_timeout: float) -> str:
+    """`monitor poll`: every enabled feed once (ignoring schedules), then deliver due alerts."""
+    with instance_lock(cfg):
+        store = Store.open(cfg.settings.database)
+        executor = make_executor()
+        try:
+            engine = build_engine(cfg, store, executor)
+            feeds = [s for s in store.feeds.states(enabled_urls(cfg)) if s.enabled]
+            report = await run_cycle(engine, feeds)
+            delivered = await deliver_for(engine, timeout=deliver_timeout)
+        finally:
+            if executor is not None:
+                executor.shutdown(cancel_futures=True)
+            store.close()
+    st = report.stats
+    return (f"polled {report.polled} feeds in {report.seconds:.1f}s: {report.failed} failed, "
+            f"{report.not_modified} not modified; {st.new} new articles, {st.duplicates} "
+            f"duplicates, {st.updated} updated; {st.alerts} alerts; {delivered}")
+
+
+async def deliver_for(engine: Engine, *, timeout: float) -> str:
+    from monitor.delivery import deliver_pending
+
+    try:
+        return await asyncio.wait_for(deliver_pending(engine), timeout)
+    except TimeoutError:
+        return f"delivery still running after {timeout:.0f}s; the rest stays in the outbox"
+
+
+async def send_test_alert(cfg: Config, channel: str) -> tuple[bool, str]:
+    from monitor.delivery import test_channel
+
+    return await test_channel(cfg, channel)
+
+
+class Daemon:
+    """The running service: ticks, reloads, and a clean stop on SIGTERM/SIGINT."""
+
+    def __init__(self, cfg: Config, store: Store, executor: Executor | None) -> None:
+        self.engine = build_engine(cfg, store, executor)
+        self.stop = asyncio.Event()
+        self.last_tick: datetime | None = None
+        self._cycle_lock = asyncio.Lock()
+        self._config_stamp = _stamp(cfg.path)
+
+    async def tick(self) -> None:
+        """Poll the feeds whose stored next poll has come."""
+        self.last_tick = utcnow()
+        if self._cycle_lock.locked() or self.stop.is_set():
+            return
+        async with self._cycle_lock:
+            cfg = self.engine.config
+            try:
+                due = self.engine.store.feeds.due(enabled_urls(cfg), utcnow())
+                if due:
+                    report = await run_cycle(self.engine, due)
+                    log.info("cycle feeds=%d failed=%d new=%d alerts=%d seconds=%.1f",
+                             report.polled, report.failed, report.stats.new,
+                             report.stats.alerts, report.seconds)
+            except StorageError as exc:
+                log.error("cycle_failed storage error=%r (will retry)", str(exc))
+                self._rewarm()
+            except Exception as exc:  # noqa: BLE001 - keep the daemon alive, loudly
+                log.exception("cycle_failed error=%r", exc)
+                self._rewarm()
+
+    def _rewarm(self) -> None:
+        """After a failed write the clusterer may hold articles that were never stored."""
+        try:
+            self.engine.clusterer = build_clusterer(self.engine.config, self.engine.store, utcnow())
+        except Exception as exc:  # noqa: BLE001
+            log.error("rewarm_failed error=%r", str(exc))
+
+    async def deliver(self) -> None:
+        from monitor.delivery import deliver_pending
+
+        try:
+            await deliver_pending(self.engine)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("delivery_failed error=%r", exc)
+
+    async def retention(self) -> None:
+        keep = self.engine.config.settings.retention
+        if keep is None:
+            return
+        try:
+            n = await asyncio.to_thread(self.engine.store.stories.prune, utcnow() - keep)
+            if n:
+                log.info("pruned stories=%d", n)
+        except Exception as exc:  # noqa: BLE001
+            log.error("retention_failed error=%r", str(exc))
+
+    def watch_config(self) -> None:
+        stamp = _stamp(self.engine.config.path)
+        if stamp != self._config_stamp:
+            self._config_stamp = stamp
+            self.reload("file changed")
+
+    def reload(self, why: str) -> None:
+        old = self.engine.config
+        try:
+            cfg = load_config(old.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload_rejected %s (keeping the running config)", problem)
+            return
+        if cfg.fingerprint() == old.fingerprint():
+            return
+        s_old, s_new = old.settings, cfg.settings
+        if s_new.database != s_old.database or s_new.http != s_old.http:
+            log.warning("reload: changes to settings.database/http need a restart "
+                        "(restart required; not applied)")
+            cfg = cfg.with_settings(database=s_old.database, http=s_old.http)
+        store = self.engine.store
+        store.feeds.sync([(f.url, f.name) for f in cfg.feeds], utcnow())
+        cancelled = store.outbox.cancel_channels([c.name for c in cfg.alerts])
+        self.engine.matcher = EntityMatcher(cfg.entities)
+        self.engine.config = cfg
+        log.info("reloaded (%s): feeds=%d entities=%d channels=%d cancelled_alerts=%d", why,
+                 len(cfg.feeds), len(cfg.entities), len(cfg.alerts), cancelled)
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
+async def run_daemon(cfg: Config) -> None:
+    """`monitor run`: until SIGTERM/SIGINT, which finish the work in hand and exit 0."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    with instance_lock(cfg):
+        store = Store.open(cfg.settings.database)
+        executor = make_executor()
+        daemon = Daemon(cfg, store, executor)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, daemon.stop.set)
+        loop.add_signal_handler(signal.SIGINT, daemon.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: daemon.reload("SIGHUP"))
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        scheduler.add_job(daemon.tick, "interval", seconds=TICK_SECONDS, next_run_time=now,
+                          max_instances=1, coalesce=True, id="poll")
+        scheduler.add_job(daemon.deliver, "interval", seconds=DELIVERY_SECONDS, max_instances=1,
+                          coalesce=True, id="deliver", next_run_time=now + timedelta(seconds=1))
+        scheduler.add_job(daemon.retention, "interval", seconds=RETENTION_SECONDS,
+                          max_instances=1, coalesce=True, id="retention", next_run_time=now)
+        scheduler.add_job(daemon.watch_config, "interval", seconds=WATCH_SECONDS,
+                          max_instances=1, coalesce=True, id="watch")
+        health = await _start_health(daemon)
+        scheduler.start()
+        log.info("started pid=%d feeds=%d database=%s", os.getpid(), len(cfg.feeds),
+                 _safe_db(cfg.settings.database))
+        try:
+            await daemon.stop.wait()
+            log.info("stopping: finishing the work in hand")
+            scheduler.shutdown(wait=False)
+            deadline = cfg.settings.timeout.total_seconds() + 3
+            started = time.monotonic()
+            while daemon._cycle_lock.locked() and time.monotonic() - started < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            if health is not None:
+                await health.close()
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+            store.close()
+        log.info("stopped")
+
+
+async def _start_health(daemon: Daemon) -> object | None:
+    http = daemon.engine.config.settings.http
+    if http is None:
+        return None
+    from monitor.delivery import health_status
+    from monitor.health import start_health_server
+
+    try:
+        return await start_health_server(http.host, http.port, lambda: health_status(daemon))
+    except OSError as exc:
+        raise MonitorError(f"cannot serve settings.http on {http.host}:{http.port}: {exc}") from exc
+
+
+def _safe_db(url: str) -> str:
+    from storage.engine import safe_url
+
+    return safe_url(url)
