@@ -79,7 +79,7 @@ async def run_cycle(engine: Engine, feeds: Sequence[FeedState]) -> CycleReport:
         polls = await asyncio.gather(*(poll_one(engine, fetcher, f) for f in feeds))
     report = store_cycle(engine, polls)
     report.seconds = time.monotonic() - started
-    METRICS.observe_cycle(report.seconds)
+    METRICS.cycle_duration_seconds.observe(report.seconds)
     return report
 
 
@@ -87,18 +87,18 @@ async def poll_one(engine: Engine, fetcher: Fetcher, feed: FeedState) -> FeedPol
     fetched = await fetcher.fetch(
         feed.redirected_to or feed.url, etag=feed.etag, last_modified=feed.last_modified
     )
-    METRICS.count_fetch(fetched.status)
+    METRICS.fetches_total.inc(status=str(fetched.status) if fetched.status else "error")
     if fetched.content is None or fetched.error:
         return FeedPoll(feed, PollOutcome(fetched), None)
     now = engine.clock()
     try:
         processed = await _process(engine, feed.url, fetched, now)
     except ParseError as exc:
-        METRICS.count_parse_failure()
+        METRICS.parse_failures_total.inc()
         return FeedPoll(feed, PollOutcome(fetched, parse_error=str(exc)), None)
     except Exception as exc:  # a parser bug must not stop the cycle: log it loudly
         log.exception("parse_crashed feed=%s", feed.url)
-        METRICS.count_parse_failure()
+        METRICS.parse_failures_total.inc()
         return FeedPoll(feed, PollOutcome(fetched, parse_error=f"internal error: {exc!r}"), None)
     if processed.bozo_reason:
         log.info("feed_ill_formed feed=%s reason=%r (entries still read)", feed.url,
@@ -168,7 +168,7 @@ def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:
             health.extend(health_alerts(cfg, p.feed.url, decision.health_event, now))
     plan = replace(plan, feed_updates=tuple(updates), alerts=plan.alerts + tuple(health))
     engine.store.articles.apply(plan)
-    METRICS.count_articles(stats.new)
+    METRICS.articles_stored_total.inc(stats.new + stats.updated)
     return report
 
 
