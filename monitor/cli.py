@@ -39,14 +39,29 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def common_options(f: F) -> F:
-    f = click.option("--config", "config_path", type=click.Path(path_type=Path),
-                     expose_value=False, callback=_remember,
-                     help="feeds.yaml to use (default: $MONITOR_CONFIG, else ./feeds.yaml).")(f)
-    f = click.option("--log-level", type=click.Choice(
-        ["debug", "info", "warning", "error"], case_sensitive=False),
-        expose_value=False, callback=_remember, help="Log level (default: info).")(f)
-    f = click.option("--log-json", is_flag=True, default=False, expose_value=False,
-                     callback=_remember, help="Log one JSON object per line.")(f)
+    f = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        expose_value=False,
+        callback=_remember,
+        help="feeds.yaml to use (default: $MONITOR_CONFIG, else ./feeds.yaml).",
+    )(f)
+    f = click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+        expose_value=False,
+        callback=_remember,
+        help="Log level (default: info).",
+    )(f)
+    f = click.option(
+        "--log-json",
+        is_flag=True,
+        default=False,
+        expose_value=False,
+        callback=_remember,
+        help="Log one JSON object per line.",
+    )(f)
     return f
 
 
@@ -128,8 +143,10 @@ def validate() -> None:
         click.echo(p, err=True)
     if problems or cfg is None:
         sys.exit(2)
-    click.echo(f"{path}: ok ({len(cfg.feeds)} feeds, {len(cfg.entities)} entities, "
-               f"{len(cfg.alerts)} channels)")
+    click.echo(
+        f"{path}: ok ({len(cfg.feeds)} feeds, {len(cfg.entities)} entities, "
+        f"{len(cfg.alerts)} channels)"
+    )
 
 
 @main.command()
@@ -155,22 +172,34 @@ def feeds(as_json: bool, enable_url: str | None) -> None:
     for r in rows:
         status = r["last_status"] if r["last_status"] is not None else "-"
         err = f"  error: {r['last_error']}" if r["last_error"] else ""
-        click.echo(f"{r['name']}  <{r['url']}>  status={status} errors={r['consecutive_errors']} "
-                   f"articles={r['articles']} last={r['last_fetch'] or '-'} "
-                   f"next={r['next_poll'] or '-'}{'' if r['enabled'] else '  [disabled]'}{err}")
+        click.echo(
+            f"{r['name']}  <{r['url']}>  status={status} errors={r['consecutive_errors']} "
+            f"articles={r['articles']} last={r['last_fetch'] or '-'} "
+            f"next={r['next_poll'] or '-'}{'' if r['enabled'] else '  [disabled]'}{err}"
+        )
 
 
 @main.command()
 @common_options
-@click.option("--since", "since", default=None, metavar="DUR", help="Last seen within DUR (default 24h).")
+@click.option(
+    "--since", "since", default=None, metavar="DUR", help="Last seen within DUR (default 24h)."
+)
 @click.option("--all", "show_all", is_flag=True, help="Every stored story.")
 @click.option("--entity", default=None, metavar="NAME", help="Only stories mentioning NAME.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N stories.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
-@click.option("--explain", "explain_id", default=None, metavar="ID", help="Why each article joined story ID.")
+@click.option(
+    "--explain", "explain_id", default=None, metavar="ID", help="Why each article joined story ID."
+)
 @handles_errors
-def stories(since: str | None, show_all: bool, entity: str | None, limit: int | None,
-            as_json: bool, explain_id: str | None) -> None:
+def stories(
+    since: str | None,
+    show_all: bool,
+    entity: str | None,
+    limit: int | None,
+    as_json: bool,
+    explain_id: str | None,
+) -> None:
     """Stories, newest first (default --since 24h)."""
     if since and show_all:
         raise click.UsageError("--since and --all exclude each other")
@@ -208,12 +237,17 @@ def stories(since: str | None, show_all: bool, entity: str | None, limit: int | 
 @common_options
 @click.option("--pending", is_flag=True, help="Only alerts still to be delivered.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
-@click.option("--retry", "retry_id", default=None, metavar="ID", help="Put failed alert ID back to pending.")
-@click.option("--failed", "retry_failed", is_flag=True, help="Put every failed alert back to pending.")
+@click.option(
+    "--retry", "retry_id", default=None, metavar="ID", help="Put failed alert ID back to pending."
+)
+@click.option(
+    "--failed", "retry_failed", is_flag=True, help="Put every failed alert back to pending."
+)
 @click.option("--channel", default=None, help="With --failed: only this channel.")
 @handles_errors
-def alerts(pending: bool, as_json: bool, retry_id: str | None, retry_failed: bool,
-           channel: str | None) -> None:
+def alerts(
+    pending: bool, as_json: bool, retry_id: str | None, retry_failed: bool, channel: str | None
+) -> None:
     """The outbox: each alert with channel, state, attempts, last error."""
     cfg = _load()
     store = _open_store(cfg)
@@ -230,17 +264,23 @@ def alerts(pending: bool, as_json: bool, retry_id: str | None, retry_failed: boo
         return
     for r in rows:
         err = f"  error: {r['last_error']}" if r["last_error"] else ""
-        click.echo(f"{r['id']}  {r['created_at']}  {r['channel']}  {r['event']}  "
-                   f"{r['entity'] or '-'}  {r['state']} attempts={r['attempts']}{err}")
+        click.echo(
+            f"{r['id']}  {r['created_at']}  {r['channel']}  {r['event']}  "
+            f"{r['entity'] or '-'}  {r['state']} attempts={r['attempts']}{err}"
+        )
 
 
 @main.command()
 @common_options
-@click.option("--deliver-timeout", default="30s", metavar="DUR",
-              help="Wait at most this long for alert delivery (default 30s).")
+@click.option(
+    "--deliver-timeout",
+    default="30s",
+    metavar="DUR",
+    help="Wait at most this long for alert delivery (default 30s).",
+)
 @handles_errors
 def poll(deliver_timeout: str) -> None:
-    """One full cycle over every enabled feed, then deliver due alerts; exit 0 even when feeds fail."""
+    """One cycle over every enabled feed, then deliver due alerts (exit 0 even if feeds fail)."""
     from monitor.daemon import poll_once
 
     try:
@@ -274,8 +314,9 @@ def test_alert(channel: str) -> None:
     cfg = _load()
     names = [c.name for c in cfg.alerts]
     if channel not in names:
-        raise click.BadParameter(f"no channel {channel!r} (channels: {', '.join(names) or 'none'})",
-                                 param_hint="CHANNEL")
+        raise click.BadParameter(
+            f"no channel {channel!r} (channels: {', '.join(names) or 'none'})", param_hint="CHANNEL"
+        )
     ok, message = asyncio.run(send_test_alert(cfg, channel))
     click.echo(message)
     if not ok:
@@ -309,5 +350,3 @@ def export_opml_cmd() -> None:
 
     cfg = _load()
     click.echo(export_opml([(f.name, f.url, tuple(f.tags)) for f in cfg.feeds]), nl=False)
-
-

@@ -24,6 +24,7 @@ from monitor.cluster import Clusterer
 from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
+from monitor.health import HealthServer
 from monitor.pipeline import Engine, run_cycle, utcnow
 from storage.lock import InstanceLock, lock_path_for
 from storage.store import Store
@@ -45,14 +46,18 @@ def make_executor() -> Executor | None:
     cpus = os.cpu_count() or 1
     if cpus < 2:
         return None
-    return ProcessPoolExecutor(max_workers=cpus, mp_context=multiprocessing.get_context("forkserver"))
+    return ProcessPoolExecutor(
+        max_workers=cpus, mp_context=multiprocessing.get_context("forkserver")
+    )
 
 
 def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
     """A clusterer warmed with the stored articles still inside the story window."""
     clusterer = Clusterer(window=cfg.settings.story_window)
-    for stored in store.articles.recent(now - cfg.settings.story_window):
-        clusterer.restore(stored.article, stored.story_id, stored.entities)
+    clusterer.replay(
+        (s.article, s.story_id, s.entities)
+        for s in store.articles.recent(clusterer.memory_start(now))
+    )
     return clusterer
 
 
@@ -99,9 +104,11 @@ async def poll_once(cfg: Config, *, deliver_timeout: float) -> str:
                 executor.shutdown(cancel_futures=True)
             store.close()
     st = report.stats
-    return (f"polled {report.polled} feeds in {report.seconds:.1f}s: {report.failed} failed, "
-            f"{report.not_modified} not modified; {st.new} new articles, {st.duplicates} "
-            f"duplicates, {st.updated} updated; {st.alerts} alerts; {delivered}")
+    return (
+        f"polled {report.polled} feeds in {report.seconds:.1f}s: {report.failed} failed, "
+        f"{report.not_modified} not modified; {st.new} new articles, {st.duplicates} "
+        f"duplicates, {st.updated} updated; {st.alerts} alerts; {delivered}"
+    )
 
 
 async def deliver_for(engine: Engine, *, timeout: float) -> str:
@@ -126,6 +133,8 @@ class Daemon:
         self.engine = build_engine(cfg, store, executor)
         self.stop = asyncio.Event()
         self.last_tick: datetime | None = None
+        self.started_at = utcnow()
+        self.health: dict[str, int] = {}
         self._cycle_lock = asyncio.Lock()
         self._config_stamp = _stamp(cfg.path)
 
@@ -140,9 +149,14 @@ class Daemon:
                 due = self.engine.store.feeds.due(enabled_urls(cfg), utcnow())
                 if due:
                     report = await run_cycle(self.engine, due)
-                    log.info("cycle feeds=%d failed=%d new=%d alerts=%d seconds=%.1f",
-                             report.polled, report.failed, report.stats.new,
-                             report.stats.alerts, report.seconds)
+                    log.info(
+                        "cycle feeds=%d failed=%d new=%d alerts=%d seconds=%.1f",
+                        report.polled,
+                        report.failed,
+                        report.stats.new,
+                        report.stats.alerts,
+                        report.seconds,
+                    )
             except StorageError as exc:
                 log.error("cycle_failed storage error=%r (will retry)", str(exc))
                 self._rewarm()
@@ -158,10 +172,12 @@ class Daemon:
             log.error("rewarm_failed error=%r", str(exc))
 
     async def deliver(self) -> None:
-        from monitor.delivery import deliver_pending
+        from monitor.delivery import deliver_pending, refresh_health
 
         try:
             await deliver_pending(self.engine)
+            if self.engine.config.settings.http is not None:
+                await refresh_health(self)
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery_failed error=%r", exc)
 
@@ -194,16 +210,24 @@ class Daemon:
             return
         s_old, s_new = old.settings, cfg.settings
         if s_new.database != s_old.database or s_new.http != s_old.http:
-            log.warning("reload: changes to settings.database/http need a restart "
-                        "(restart required; not applied)")
+            log.warning(
+                "reload: changes to settings.database/http need a restart "
+                "(restart required; not applied)"
+            )
             cfg = cfg.with_settings(database=s_old.database, http=s_old.http)
         store = self.engine.store
         store.feeds.sync([(f.url, f.name) for f in cfg.feeds], utcnow())
         cancelled = store.outbox.cancel_channels([c.name for c in cfg.alerts])
         self.engine.matcher = EntityMatcher(cfg.entities)
         self.engine.config = cfg
-        log.info("reloaded (%s): feeds=%d entities=%d channels=%d cancelled_alerts=%d", why,
-                 len(cfg.feeds), len(cfg.entities), len(cfg.alerts), cancelled)
+        log.info(
+            "reloaded (%s): feeds=%d entities=%d channels=%d cancelled_alerts=%d",
+            why,
+            len(cfg.feeds),
+            len(cfg.entities),
+            len(cfg.alerts),
+            cancelled,
+        )
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:
@@ -228,18 +252,49 @@ async def run_daemon(cfg: Config) -> None:
         loop.add_signal_handler(signal.SIGHUP, lambda: daemon.reload("SIGHUP"))
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
-        scheduler.add_job(daemon.tick, "interval", seconds=TICK_SECONDS, next_run_time=now,
-                          max_instances=1, coalesce=True, id="poll")
-        scheduler.add_job(daemon.deliver, "interval", seconds=DELIVERY_SECONDS, max_instances=1,
-                          coalesce=True, id="deliver", next_run_time=now + timedelta(seconds=1))
-        scheduler.add_job(daemon.retention, "interval", seconds=RETENTION_SECONDS,
-                          max_instances=1, coalesce=True, id="retention", next_run_time=now)
-        scheduler.add_job(daemon.watch_config, "interval", seconds=WATCH_SECONDS,
-                          max_instances=1, coalesce=True, id="watch")
+        scheduler.add_job(
+            daemon.tick,
+            "interval",
+            seconds=TICK_SECONDS,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            id="poll",
+        )
+        scheduler.add_job(
+            daemon.deliver,
+            "interval",
+            seconds=DELIVERY_SECONDS,
+            max_instances=1,
+            coalesce=True,
+            id="deliver",
+            next_run_time=now + timedelta(seconds=1),
+        )
+        scheduler.add_job(
+            daemon.retention,
+            "interval",
+            seconds=RETENTION_SECONDS,
+            max_instances=1,
+            coalesce=True,
+            id="retention",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            daemon.watch_config,
+            "interval",
+            seconds=WATCH_SECONDS,
+            max_instances=1,
+            coalesce=True,
+            id="watch",
+        )
         health = await _start_health(daemon)
         scheduler.start()
-        log.info("started pid=%d feeds=%d database=%s", os.getpid(), len(cfg.feeds),
-                 _safe_db(cfg.settings.database))
+        log.info(
+            "started pid=%d feeds=%d database=%s",
+            os.getpid(),
+            len(cfg.feeds),
+            _safe_db(cfg.settings.database),
+        )
         try:
             await daemon.stop.wait()
             log.info("stopping: finishing the work in hand")
@@ -257,7 +312,7 @@ async def run_daemon(cfg: Config) -> None:
         log.info("stopped")
 
 
-async def _start_health(daemon: Daemon) -> object | None:
+async def _start_health(daemon: Daemon) -> HealthServer | None:
     http = daemon.engine.config.settings.http
     if http is None:
         return None

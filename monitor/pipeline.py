@@ -8,6 +8,7 @@ tick (fetch state, articles, stories, mentions, alerts) in one transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -101,33 +102,36 @@ async def poll_one(engine: Engine, fetcher: Fetcher, feed: FeedState) -> FeedPol
         METRICS.parse_failures_total.inc()
         return FeedPoll(feed, PollOutcome(fetched, parse_error=f"internal error: {exc!r}"), None)
     if processed.bozo_reason:
-        log.info("feed_ill_formed feed=%s reason=%r (entries still read)", feed.url,
-                 processed.bozo_reason)
-    outcome = PollOutcome(fetched, entries=len(processed.articles),
-                          ttl_seconds=processed.ttl_seconds, title=processed.title)
+        log.info(
+            "feed_ill_formed feed=%s reason=%r (entries still read)",
+            feed.url,
+            processed.bozo_reason,
+        )
+    outcome = PollOutcome(
+        fetched,
+        entries=len(processed.articles),
+        ttl_seconds=processed.ttl_seconds,
+        title=processed.title,
+    )
     return FeedPoll(feed, outcome, processed)
 
 
-async def _process(engine: Engine, feed_url: str, fetched: FetchResult, now: datetime
-                   ) -> ProcessedFeed:
+async def _process(
+    engine: Engine, feed_url: str, fetched: FetchResult, now: datetime
+) -> ProcessedFeed:
     assert fetched.content is not None
-    args = (feed_url, fetched.content)
-    kwargs = {
-        "url": fetched.final_url or fetched.url,
-        "content_type": fetched.content_type,
-        "headers": fetched.headers,
-        "fetched": now,
-    }
-    if engine.executor is None:
-        return process_document(*args, **kwargs)  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        engine.executor, _call_process, args, kwargs
+    job = functools.partial(
+        process_document,
+        feed_url,
+        fetched.content,
+        url=fetched.final_url or fetched.url,
+        content_type=fetched.content_type,
+        headers=fetched.headers,
+        fetched=now,
     )
-
-
-def _call_process(args: tuple[str, bytes], kwargs: dict[str, object]) -> ProcessedFeed:
-    return process_document(*args, **kwargs)  # type: ignore[arg-type]
+    if engine.executor is None:
+        return job()
+    return await asyncio.get_running_loop().run_in_executor(engine.executor, job)
 
 
 def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:
@@ -140,23 +144,32 @@ def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:
         feed_cfg = cfg.feed_by_url(p.feed.url)
         if p.processed is not None and p.processed.articles:
             first = not p.feed.baselined
-            batches.append(FeedBatch(
-                feed_id=p.feed.id, feed_url=p.feed.url,
-                tags=frozenset(feed_cfg.tags if feed_cfg else ()),
-                baseline=first and not cfg.settings.alert_backlog,
-                articles=tuple(p.processed.articles),
-            ))
+            batches.append(
+                FeedBatch(
+                    feed_id=p.feed.id,
+                    feed_url=p.feed.url,
+                    tags=frozenset(feed_cfg.tags if feed_cfg else ()),
+                    baseline=first and not cfg.settings.alert_backlog,
+                    articles=tuple(p.processed.articles),
+                )
+            )
     plan, stats = plan_ingest(
-        batches, engine.store.articles, engine.clusterer, engine.matcher, channel_rules(cfg),
-        now=now, window=cfg.settings.story_window,
+        batches,
+        engine.store.articles,
+        engine.clusterer,
+        engine.matcher,
+        channel_rules(cfg),
+        now=now,
+        window=cfg.settings.story_window,
     )
     report.stats = stats
     updates: list[FeedUpdate] = []
     health: list[OutboxAlert] = []
     for p in polls:
         outcome = replace(p.outcome, new_items=tuple(stats.new_by_feed.get(p.feed.id, ())))
-        decision = decide(p.feed, outcome, now, timing_for(cfg, cfg.feed_by_url(p.feed.url)),
-                          engine.rng)
+        decision = decide(
+            p.feed, outcome, now, timing_for(cfg, cfg.feed_by_url(p.feed.url)), engine.rng
+        )
         values = dict(decision.values)
         if engine.host_id:
             values["polled_by"] = engine.host_id
@@ -213,9 +226,18 @@ def health_alerts(cfg: Config, feed_url: str, event: str, now: datetime) -> list
     """feed.broken / feed.recovered go to every channel with ``feed_health: true``."""
     return [
         OutboxAlert(
-            id=new_id("al"), channel=ch.name, event=event, entity=None, matched=(),
-            story_id=None, feed_url=feed_url, created_at=now, attempts=0, state="pending",
-            next_attempt=now, last_error=None,
+            id=new_id("al"),
+            channel=ch.name,
+            event=event,
+            entity=None,
+            matched=(),
+            story_id=None,
+            feed_url=feed_url,
+            created_at=now,
+            attempts=0,
+            state="pending",
+            next_attempt=now,
+            last_error=None,
         )
         for ch in cfg.alerts
         if ch.feed_health

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 from monitor.errors import StorageError
 
 log = logging.getLogger("storage")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SCHEMA_HEAD = "0001"  # newest migration; a test checks it against the scripts
 SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's lock before failing
 
 
@@ -63,6 +65,8 @@ def safe_url(url: str) -> str:
 
 
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -70,7 +74,15 @@ def alembic_config(engine: Engine | None = None) -> AlembicConfig:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (run at every start-up; a no-op when current)."""
+    """Bring the schema to the newest revision (run at every start-up; a no-op when current).
+
+    A current schema is recognised without importing Alembic, which keeps read commands quick.
+    """
+    if current_revision(engine) == SCHEMA_HEAD:
+        return
+    from alembic import command
+
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     try:
         with engine.begin() as conn:
             cfg = alembic_config(engine)
@@ -78,3 +90,11 @@ def migrate(engine: Engine) -> None:
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate database {safe_url(str(engine.url))}: {exc}") from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None

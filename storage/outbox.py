@@ -54,10 +54,11 @@ class OutboxRepo:
             row = conn.execute(select(Outbox).where(Outbox.id == alert_id)).mappings().first()
         return _record(Outbox(**dict(row))) if row else None
 
-    def due(self, now: datetime, limit: int = 500) -> list[OutboxAlert]:
+    def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
+        """Pending rows of ``channel`` whose next attempt has come, oldest first."""
         stmt = (
             select(Outbox)
-            .where(Outbox.state == "pending")
+            .where(Outbox.state == "pending", Outbox.channel == channel)
             .where((Outbox.next_attempt.is_(None)) | (Outbox.next_attempt <= now))
             .order_by(Outbox.created_at, Outbox.id)
             .limit(limit)
@@ -65,6 +66,23 @@ class OutboxRepo:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [_record(Outbox(**dict(r))) for r in rows]
+
+    def first_story_alerts(
+        self, channel: str, since: datetime, until: datetime, limit: int
+    ) -> list[str]:
+        stmt = (
+            select(Outbox.id)
+            .where(
+                Outbox.channel == channel,
+                Outbox.event == "story.new",
+                Outbox.created_at >= since,
+                Outbox.created_at < until,
+            )
+            .order_by(Outbox.created_at, Outbox.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
 
     def pending_count(self) -> int:
         from sqlalchemy import func
@@ -76,34 +94,26 @@ class OutboxRepo:
                 ).scalar_one()
             )
 
-    def mark_sent(self, alert_ids: Sequence[str], now: datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Outbox)
-                .where(Outbox.id.in_(list(alert_ids)), Outbox.state == "pending")
-                .values(
-                    state="sent",
-                    sent_at=now,
-                    attempts=Outbox.attempts + 1,
-                    next_attempt=None,
-                    last_error=None,
-                )
-            )
+    def mark_sent(self, alert_id: str, *, attempts: int, sent_at: datetime) -> None:
+        self._set(alert_id, state="sent", attempts=attempts, sent_at=sent_at, next_attempt=None)
 
-    def mark_retry(self, alert_id: str, attempts: int, next_attempt: datetime, error: str) -> None:
+    def mark_retry(
+        self, alert_id: str, *, attempts: int, next_attempt: datetime, last_error: str | None
+    ) -> None:
+        self._set(alert_id, attempts=attempts, next_attempt=next_attempt, last_error=last_error)
+
+    def mark_failed(self, alert_id: str, *, attempts: int, last_error: str) -> None:
+        self._set(
+            alert_id, state="failed", attempts=attempts, next_attempt=None, last_error=last_error
+        )
+
+    def _set(self, alert_id: str, **values: object) -> None:
+        """Change a row that is still pending (a cancelled row stays cancelled)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(Outbox)
                 .where(Outbox.id == alert_id, Outbox.state == "pending")
-                .values(attempts=attempts, next_attempt=next_attempt, last_error=error)
-            )
-
-    def mark_failed(self, alert_id: str, attempts: int, error: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Outbox)
-                .where(Outbox.id == alert_id, Outbox.state == "pending")
-                .values(state="failed", attempts=attempts, next_attempt=None, last_error=error)
+                .values(**values)
             )
 
     def retry(self, *, alert_id: str | None = None, channel: str | None = None) -> int:

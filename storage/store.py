@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StorageError
+from monitor.model import ArticleSnapshot, FeedSnapshot, OutboxAlert, StorySnapshot
 from storage.articles import ArticleRepo
 from storage.engine import make_engine, migrate, safe_url
 from storage.feeds import FeedRepo
@@ -36,6 +39,64 @@ class Store:
         if migrate_schema:
             migrate(engine)
         return cls(engine)
+
+    def story_snapshot(self, story_id: str) -> StorySnapshot | None:
+        """The story as an alert shows it now (articles in ascending ``published``)."""
+        view = self.stories.get(story_id)
+        if view is None:
+            return None
+        return StorySnapshot(
+            id=view.id,
+            title=view.title,
+            first_seen=view.first_seen,
+            last_seen=view.last_seen,
+            sources=view.sources,
+            articles=tuple(
+                ArticleSnapshot(
+                    id=a.id,
+                    title=a.article.title,
+                    url=a.article.url,
+                    feed=a.feed,
+                    published=a.article.published,
+                    summary=a.article.summary,
+                )
+                for a in view.articles
+            ),
+        )
+
+    def feed_snapshot(self, feed_url: str) -> FeedSnapshot | None:
+        states = self.feeds.states([feed_url])
+        if not states:
+            return None
+        st = states[0]
+        return FeedSnapshot(
+            name=st.display_name,
+            url=st.url,
+            last_error=st.last_error,
+            failing_since=st.failing_since,
+        )
+
+    # the OutboxStore protocol of alerts.deliver, delegated to the outbox repository
+    def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
+        return self.outbox.due_alerts(channel, now, limit)
+
+    def first_story_alerts(
+        self, channel: str, since: datetime, until: datetime, limit: int
+    ) -> list[str]:
+        return self.outbox.first_story_alerts(channel, since, until, limit)
+
+    def mark_sent(self, alert_id: str, *, attempts: int, sent_at: datetime) -> None:
+        self.outbox.mark_sent(alert_id, attempts=attempts, sent_at=sent_at)
+
+    def mark_retry(
+        self, alert_id: str, *, attempts: int, next_attempt: datetime, last_error: str | None
+    ) -> None:
+        self.outbox.mark_retry(
+            alert_id, attempts=attempts, next_attempt=next_attempt, last_error=last_error
+        )
+
+    def mark_failed(self, alert_id: str, *, attempts: int, last_error: str) -> None:
+        self.outbox.mark_failed(alert_id, attempts=attempts, last_error=last_error)
 
     def close(self) -> None:
         self.engine.dispose()

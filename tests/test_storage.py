@@ -46,6 +46,14 @@ def test_migrating_empty_database_yields_models_schema(db_url: str) -> None:
     engine.dispose()
 
 
+def test_schema_head_constant_matches_migration_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    from storage.engine import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
 def test_sqlite_uses_wal_and_foreign_keys(tmp_path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
     with store.engine.connect() as conn:
@@ -122,7 +130,9 @@ def test_feed_sync_ingest_and_views(db_url: str) -> None:
     assert [a.id for a in view.articles] == ["a_1"]
     assert store.stories.query(since=None, entity="NATO") == []
     assert store.articles.story_pairs(["s_1"]) == {("s_1", "Wagner Group")}
-    assert [a.id for a in store.outbox.due(NOW)] == ["al_1"]
+    assert [a.id for a in store.due_alerts("log", NOW, 10)] == ["al_1"]
+    snap = store.story_snapshot("s_1")
+    assert snap is not None and snap.sources == 2 and snap.articles[0].feed == "A2"
     assert store.feeds.states(count_articles=True)[0].articles >= 1
     store.close()
 
@@ -149,9 +159,11 @@ def test_outbox_retry_and_cancel(db_url: str) -> None:
         "al_3", "hook", "feed.broken", None, (), None, "https://a/", NOW, 0, "pending", NOW, None
     )
     store.outbox.add([a])
-    store.outbox.mark_retry("al_3", 1, NOW + timedelta(seconds=5), "HTTP 500")
-    assert store.outbox.due(NOW) == []
-    store.outbox.mark_failed("al_3", 2, "gave up")
+    store.mark_retry(
+        "al_3", attempts=1, next_attempt=NOW + timedelta(seconds=5), last_error="HTTP 500"
+    )
+    assert store.due_alerts("hook", NOW, 10) == []
+    store.mark_failed("al_3", attempts=2, last_error="gave up")
     assert store.outbox.get("al_3").state == "failed"  # type: ignore[union-attr]
     assert store.outbox.retry(alert_id="al_3") == 1
     got = store.outbox.get("al_3")
