@@ -40,8 +40,9 @@ def article_json(a: StoredArticle, *, explain: bool = False) -> dict[str, Any]:
     return out
 
 
-def feed_json(url: str, name: str | None, enabled_in_config: bool, st: FeedState | None
-              ) -> dict[str, Any]:
+def feed_json(
+    url: str, name: str | None, enabled_in_config: bool, st: FeedState | None
+) -> dict[str, Any]:
     return {
         "name": name or (st.title if st else None) or url,
         "url": url,

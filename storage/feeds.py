@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.records import FeedState, FeedUpdate
@@ -109,8 +110,18 @@ class FeedRepo:
 
 
 def write_updates(conn: Connection, updates: Sequence[FeedUpdate]) -> None:
+    """Write fetch state, batching feeds that change the same columns into one executemany."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for u in updates:
         values = dict(u.values)
         if "item_gaps" in values and not isinstance(values["item_gaps"], str | None):
             values["item_gaps"] = json.dumps(list(values["item_gaps"]))
-        conn.execute(update(Feed).where(Feed.id == u.feed_id).values(**values))
+        values["b_feed_id"] = u.feed_id
+        groups.setdefault(tuple(sorted(values)), []).append(values)
+    for columns, rows in groups.items():
+        stmt = (
+            update(Feed)
+            .where(Feed.id == bindparam("b_feed_id"))
+            .values({c: bindparam(c) for c in columns if c != "b_feed_id"})
+        )
+        conn.execute(stmt, rows)

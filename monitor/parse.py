@@ -1,0 +1,323 @@
+"""Parse stage: the bytes of one HTTP response -> ParsedFeed.
+
+feedparser reads RSS 0.9x/1.0/2.0, RDF and Atom from the response *bytes* (never a
+URL: given bytes that happen to name a file, ``feedparser.parse`` would open it, so the
+body goes in wrapped in a BytesIO), with the response headers so that the charset and
+the base URL for relative links are the server's. JSON Feed goes to ``monitor.jsonfeed``.
+
+What this stage adds around feedparser, all cheap:
+
+* refusals with a precise reason (``ParseError``): empty body, HTML page, binary data,
+  JSON that is not a JSON Feed, an XML document that is not a feed;
+* leading whitespace before ``<?xml`` is dropped (common, and it otherwise sends the
+  whole document to feedparser's slow loose parser with its declared charset ignored);
+* a gzip body that the server forgot to label is inflated (bounded);
+* a refusal of documents whose internal entities would expand past a budget: expat
+  guards itself against "billion laughs", but feedparser's fallback parser expands
+  plain internal entities without a limit. External entities are never resolved
+  (feedparser drops their declarations before expat sees them);
+* ``bozo_reason`` as a short sentence ("not well-formed (invalid token) at line 5,
+  column 3"), ``ttl_seconds`` from ``<ttl>`` or ``sy:updatePeriod``/``sy:updateFrequency``,
+  dates as aware UTC datetimes (a date without a zone is UTC).
+
+Text fields are HTML: feedparser's HTML values are kept raw (unsanitised: the
+normalise stage reduces them to plain text, nothing renders them), plain-text values
+are HTML-escaped, so every title/summary/content reads the same way downstream.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import partial
+from html import escape
+from typing import Any
+from urllib.parse import urljoin
+from xml.sax import SAXParseException
+
+import feedparser
+
+from monitor.errors import ParseError
+from monitor.jsonfeed import is_json_document, parse_json_feed, parse_timestamp
+from monitor.model import ParsedEntry, ParsedFeed
+
+_WHITESPACE = b" \t\r\n"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+MAX_INFLATED_BYTES = 32 * 1024 * 1024
+MAX_ENTITY_EXPANSION = 1024 * 1024  # bytes that internal entity references may add
+
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
+_HTML_ROOTS = frozenset({b"html", b"head", b"body"})
+_UPDATE_PERIODS = {
+    "hourly": 3600.0,
+    "daily": 86400.0,
+    "weekly": 7 * 86400.0,
+    "monthly": 30 * 86400.0,
+    "yearly": 365 * 86400.0,
+}
+# bytes that never occur in text (NUL and C0 controls other than tab, newline, CR)
+_CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32)])
+_COMMENT = re.compile(rb"<!--.*?(?:-->|$)", re.S)
+_FIRST_MARKUP = re.compile(rb"<(?:!doctype\s+([a-z]+)|([a-z_][\w.-]*:)?([a-z_][\w.-]*))", re.I)
+_FEED_ELEMENT = re.compile(rb"<(?:rss|feed|rdf:rdf|channel)[\s>]", re.I)
+_ENTITY_DECL = re.compile(rb"<!ENTITY\s+([\w.:-]+)\s+\"([^&\"]*)\"")
+
+
+def parse_feed(
+    content: bytes,
+    *,
+    url: str,
+    content_type: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> ParsedFeed:
+    """Parse one response body; raise ParseError when it is not a readable feed."""
+    body = _prepare(content)
+    if is_json_document(body, content_type):
+        return parse_json_feed(body, url=url)
+    _refuse_non_xml(body)
+    _refuse_entity_bombs(body)
+    result = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=_response_headers(url, content_type, headers),
+        sanitize_html=False,  # the normalise stage reduces HTML to text anyway
+        resolve_relative_uris=False,  # only rewrites links inside HTML, which we drop
+    )
+    entries = result.get("entries") or []
+    if not entries and not result.get("version"):
+        raise ParseError(_not_a_feed_reason(body))
+    feed = result.get("feed") or {}
+    return ParsedFeed(
+        title=_html(feed.get("title"), feed.get("title_detail")),
+        entries=tuple(_entry(i, e) for i, e in enumerate(entries)),
+        ttl_seconds=ttl_seconds(feed),
+        bozo_reason=bozo_reason(result.get("bozo_exception"), _declaration_added(body))
+        if result.get("bozo")
+        else None,
+        link=_plain_string(feed.get("link")),
+    )
+
+
+def ttl_seconds(feed: Mapping[str, Any]) -> float | None:
+    """The publisher's refresh hint: ``<ttl>`` (minutes) or the RSS syndication module."""
+    ttl = _positive_number(feed.get("ttl"))
+    if ttl is not None:
+        return ttl * 60.0
+    period, frequency = feed.get("sy_updateperiod"), feed.get("sy_updatefrequency")
+    if period is None and frequency is None:
+        return None
+    seconds = _UPDATE_PERIODS.get(str(period or "daily").strip().lower())
+    if seconds is None:
+        return None
+    return seconds / (_positive_number(frequency) or 1.0)
+
+
+def bozo_reason(exc: object, declaration_added: bool = False) -> str | None:
+    """feedparser's bozo exception as a short sentence; None when it is only about labels."""
+    if exc is None or isinstance(exc, feedparser.NonXMLContentType):
+        return None  # a Content-Type that is not an XML type says nothing about the document
+    if isinstance(exc, SAXParseException):
+        line = exc.getLineNumber()
+        if declaration_added and isinstance(line, int) and line > 1:
+            line -= 1  # feedparser put an XML declaration line in front of the document
+        column = exc.getColumnNumber()
+        where = f" at line {line}" if isinstance(line, int) and line > 0 else ""
+        if where and isinstance(column, int) and column >= 0:
+            where += f", column {column + 1}"
+        return f"{exc.getMessage()}{where}"
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _prepare(content: bytes) -> bytes:
+    """Inflate an unlabelled gzip body, drop leading whitespace, refuse an empty one."""
+    if content.startswith(_GZIP_MAGIC):
+        content = _inflate(content)
+    bom = _UTF8_BOM if content.startswith(_UTF8_BOM) else b""
+    stripped = content[len(bom) :].lstrip(_WHITESPACE)
+    if not stripped:
+        raise ParseError("empty body")
+    if stripped[:1] in (b"<", b"{"):
+        return bom + stripped
+    return content  # maybe UTF-16/32, where stripping single bytes would misalign
+
+
+def _inflate(content: bytes) -> bytes:
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    try:
+        data = inflater.decompress(content, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise ParseError(f"not a feed: corrupt gzip data ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise ParseError(f"not a feed: gzip data inflates past {MAX_INFLATED_BYTES} bytes")
+    return data
+
+
+def _sniff_head(body: bytes, size: int = 2048) -> bytes:
+    """The start of the document as ASCII-compatible bytes (UTF-16/32 NULs dropped)."""
+    head = body[:size]
+    if _is_wide(head):
+        head = head.replace(b"\x00", b"")
+    return head
+
+
+def _is_wide(head: bytes) -> bool:
+    """UTF-16/32 by BOM or by the NUL pattern of a leading '<'."""
+    return head[:2] in (b"\xff\xfe", b"\xfe\xff") or (b"\x00" in head[:4] and b"<" in head[:4])
+
+
+def _refuse_non_xml(body: bytes) -> None:
+    head = body[:1024]
+    if not _is_wide(head) and head[:4] != b"\x4c\x6f\xa7\x94":  # EBCDIC '<?xm'
+        controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+        if controls * 20 > len(head):  # over 5% control bytes (random data: ~10%)
+            raise ParseError("not a feed: binary data")
+    # an HTML page is refused before feedparser reads it, unless it wraps a feed (seen)
+    if _root_is_html(_sniff_head(body)) and not _FEED_ELEMENT.search(body):
+        raise ParseError("not a feed: HTML document")
+
+
+def _root_is_html(head: bytes) -> bool:
+    match = _FIRST_MARKUP.search(_COMMENT.sub(b"", head))
+    if match is None:
+        return False
+    doctype, _, name = match.groups()
+    if doctype is not None:
+        return doctype.lower() == b"html"
+    return name.lower() in _HTML_ROOTS
+
+
+def _root_name(head: bytes) -> str | None:
+    head = _COMMENT.sub(b"", head)
+    match = _FIRST_MARKUP.search(head)
+    while match is not None and match.group(1) is not None:  # skip the DOCTYPE
+        match = _FIRST_MARKUP.search(head, match.end())
+    if match is None:
+        return None
+    return ((match.group(2) or b"") + match.group(3)).decode("ascii", "replace")
+
+
+def _not_a_feed_reason(body: bytes) -> str:
+    head = _sniff_head(body)
+    if _root_is_html(head):
+        return "not a feed: HTML document"
+    name = _root_name(head)
+    if name is None:
+        return "not a feed: no XML element found"
+    return f"not a feed: root element <{name}> is not RSS, Atom or RDF"
+
+
+def _refuse_entity_bombs(body: bytes) -> None:
+    """Refuse documents whose internal entities would expand past the budget.
+
+    Only what feedparser would expand counts: declarations with a plain quoted value
+    (the ones it keeps), each multiplied by the references to it. The whole body is
+    searched (a prolog can be padded), which costs one C-speed scan.
+    """
+    text = _as_utf8(body) if _is_wide(body[:4]) else body
+    if b"<!ENTITY" not in text:
+        return
+    expansion = 0
+    for name, value in _ENTITY_DECL.findall(text):
+        if value:
+            expansion += len(value) * text.count(b"&" + name + b";")
+    if expansion > MAX_ENTITY_EXPANSION:
+        raise ParseError(
+            f"not a feed: internal entities would expand by {expansion} bytes "
+            f"(limit {MAX_ENTITY_EXPANSION})"
+        )
+
+
+def _as_utf8(body: bytes) -> bytes:
+    codec = "utf-32" if b"\x00\x00" in body[:4] else "utf-16"
+    if body[:2] not in (b"\xff\xfe", b"\xfe\xff") and codec == "utf-16":
+        codec = "utf-16-be" if body[:1] == b"\x00" else "utf-16-le"
+    return body.decode(codec, errors="replace").encode("utf-8")
+
+
+def _declaration_added(body: bytes) -> bool:
+    """Whether feedparser puts its own XML declaration line in front (shifting lines)."""
+    head = body[:64]
+    if head.startswith(_UTF8_BOM):
+        head = head[3:]
+    elif _is_wide(head):
+        head = head.lstrip(b"\xff\xfe").replace(b"\x00", b"")
+    return not head.startswith(b"<?xml")
+
+
+def _response_headers(
+    url: str, content_type: str | None, headers: Mapping[str, str] | None
+) -> dict[str, str]:
+    out = {k.lower(): v for k, v in (headers or {}).items()}
+    if content_type is not None:
+        out["content-type"] = content_type
+    elif "content-type" not in out:
+        # no label: read the document's own declaration, defaulting to UTF-8 (what
+        # feedparser does for local data), not HTTP's ISO-8859-1
+        out["content-type"] = "application/xml"
+    location = out.get("content-location")
+    out["content-location"] = urljoin(url, location) if location else url
+    return out
+
+
+def _entry(index: int, e: dict[str, Any]) -> ParsedEntry:
+    # dict.get, not FeedParserDict.get: no key aliasing (its "updated" silently falls
+    # back to "published"), and several times faster
+    get = partial(dict.get, e)
+    return ParsedEntry(
+        index=index,
+        guid=_plain_string(get("id")),
+        link=_plain_string(get("link")),
+        title=_html(get("title"), get("title_detail")),
+        summary=_html(get("summary"), get("summary_detail")),
+        content=_content(get("content")),
+        published=_date(get("published_parsed"), get("published")),
+        updated=_date(get("updated_parsed"), get("updated")),
+    )
+
+
+def _content(items: object) -> str | None:
+    if not isinstance(items, list) or not items:
+        return None
+    chosen = next((c for c in items if c.get("type") in _HTML_TYPES), items[0])
+    return _html(chosen.get("value"), chosen)
+
+
+def _html(value: object, detail: object) -> str | None:
+    """A feedparser text value as HTML: HTML kept raw, anything else escaped."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    kind = detail.get("type") if isinstance(detail, Mapping) else "text/html"
+    if kind in _HTML_TYPES:
+        return value
+    return escape(value, quote=False)
+
+
+def _date(parsed: Any, raw: object) -> datetime | None:
+    """feedparser's UTC struct_time, else our own reading of the text (RFC 822 without
+    a zone, which feedparser gives up on, is UTC)."""
+    if parsed:
+        try:
+            year, month, day, hour, minute, second = parsed[:6]
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return parse_timestamp(raw) if isinstance(raw, str) else None
+
+
+def _plain_string(value: object) -> str | None:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def _positive_number(value: object) -> float | None:
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < float("inf") else None

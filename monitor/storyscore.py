@@ -1,0 +1,108 @@
+"""The story decision in one table and one function: thresholds, signals, score.
+
+Pure.  :class:`Thresholds` holds every weight and threshold of clustering (the daemon
+and the bench use :data:`DEFAULT_THRESHOLDS`, no per-set profiles); :class:`Signals` is
+the evidence the clusterer gathered about one (article, candidate story) pair;
+:func:`score` turns the one into a method and a score using the other.
+
+The defaults were tuned with ``bench/cluster_quality.py`` on the labelled sets in
+``shared/data/clustering/``, favouring precision: a wrong merge silently swallows an
+alert, a missed merge only costs a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_THRESHOLDS", "Signals", "Thresholds", "score"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every weight and threshold of the clustering decision."""
+
+    # -- when an article joins a story
+    join: float = 0.30  # combined score needed to join a story ("similar")
+    near_duplicate: float = 0.80  # shingle similarity that counts as the same text ("exact")
+    min_evidence: int = 2  # informative shared terms, names, entities, keywords needed
+    informative_idf: float = 2.5  # a shared term or name counts as evidence from this idf on
+    # -- how the signals combine
+    member_weight: float = 0.8  # closest member's cosine; the rest goes to the centroid's
+    centroid_floor: float = 0.10  # drift cap: under this centroid cosine members count nothing
+    keyword_weight: float = 0.5  # times the strongest story keyword the article carries
+    keyword_support: int = 2  # members of a story that must contain a term for a keyword
+    keyword_evidence: float = 0.7  # a keyword this strong is one more piece of evidence
+    entity_bonus: float = 0.05  # per shared tracked entity (two at most)
+    name_bonus: float = 0.06  # per shared informative name-like phrase (two at most)
+    number_bonus: float = 0.04  # per shared number other than a year (two at most)
+    source_bonus: float = 0.04  # the story has no article from this feed yet
+    time_decay: float = 0.10  # share of the score lost when the nearest member is a window away
+    # -- features
+    title_weight: int = 2  # a title word counts as much as this many summary words
+    idf_prior: float = 20.0  # pseudo-articles, so the first articles do not all look rare
+    # -- candidate retrieval (bounds the cost per article)
+    query_terms: int = 12  # rarest terms of the article looked up in the index
+    postings_scan: int = 200  # newest postings scanned per term
+    max_candidates: int = 64  # articles scored in full
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Evidence that an article belongs to one candidate story."""
+
+    same_key: bool = False  # canonical URL or content hash equal to a member's
+    near_duplicate: float = 0.0  # shingle similarity with the closest member
+    member_cosine: float = 0.0  # TF-IDF cosine with the closest member
+    centroid_cosine: float = 0.0  # TF-IDF cosine with the story's centroid
+    keyword: float = 0.0  # share of the articles with one of the article's terms that are
+    #                       in this story (the strongest such term; see Clusterer)
+    shared_terms: int = 0  # informative terms in common (not counting those of names)
+    shared_names: int = 0  # informative name-like phrases in common
+    shared_entities: int = 0  # tracked entities in common
+    shared_numbers: int = 0  # numbers in common, years left out
+    new_source: bool = False  # no article of the story came from the article's feed
+    hours_apart: float = 0.0  # from the story's nearest member
+    window_hours: float = 72.0
+
+
+def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[str, float]:
+    """The one scoring function: ``(method, score)`` with method "exact", "similar" or "new".
+
+    * "exact", 1.0: a shared canonical URL or content hash;
+    * "exact", the shingle similarity: a near-duplicate text (wire copy);
+    * "similar", the combined score: it reaches ``join`` with enough evidence;
+    * "new", the combined score: not enough (the score is kept for explanations).
+
+    The combined score is text similarity (closest member and centroid, the member
+    counting only while the centroid is close enough) plus bonuses for a story
+    keyword, shared names, entities and numbers and a new source, times a decay with
+    the time to the story's nearest article.
+    """
+    t = thresholds
+    if signals.same_key:
+        return "exact", 1.0
+    if signals.near_duplicate >= t.near_duplicate:
+        return "exact", round(signals.near_duplicate, 4)
+    member = signals.member_cosine if signals.centroid_cosine >= t.centroid_floor else 0.0
+    text = t.member_weight * member + (1.0 - t.member_weight) * signals.centroid_cosine
+    bonus = (
+        t.keyword_weight * signals.keyword
+        + t.name_bonus * min(signals.shared_names, 2)
+        + t.entity_bonus * min(signals.shared_entities, 2)
+        + t.number_bonus * min(signals.shared_numbers, 2)
+        + (t.source_bonus if signals.new_source else 0.0)
+    )
+    age = min(signals.hours_apart / signals.window_hours, 1.0) if signals.window_hours > 0 else 0.0
+    combined = round((text + bonus) * (1.0 - t.time_decay * age), 4)
+    evidence = (
+        signals.shared_terms
+        + signals.shared_names
+        + signals.shared_entities
+        + (1 if signals.keyword >= t.keyword_evidence else 0)
+    )
+    if combined >= t.join and evidence >= t.min_evidence:
+        return "similar", combined
+    return "new", combined

@@ -1,0 +1,297 @@
+"""Text features for clustering: terms, name-like phrases, numbers and a shingle sketch.
+
+Pure functions, language-light: English and German stop words, a cheap suffix
+stemmer (no dictionary), and the same fold as entity matching
+(:func:`monitor.entities.fold`) so case, accents, quotes, hyphens and possessives are
+handled once and the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from monitor.entities import fold
+
+__all__ = [
+    "STOP_WORDS",
+    "TextFeatures",
+    "extract",
+    "is_year",
+    "kickers",
+    "name_phrases",
+    "sketch_similarity",
+    "stem",
+    "tokens",
+]
+
+_EN_STOP = """
+a about above after again against ago all almost also although always am among an and
+another any are around as at away back be became because been before being below between
+both but by came can cannot could did do does doing done down during each either else
+even ever every few for from further get gets getting got had has have having he her here
+hers herself him himself his how however i if in including into is it its itself just
+last least less like made make makes many may me might more most much must my myself near
+need never new next no nor not now of off often on once one only onto or other our ours
+ourselves out over own per put quite rather really said same say says see seen several
+shall she should since so some still such take than that the their theirs them themselves
+then there these they this those though through thus to too toward towards under until up
+upon use used very via was way we well were what when where whether which while who
+whom whose why will with within without would yet you your yours yourself yourselves
+amid amidst across along behind beside besides beyond despite inside outside unless whilst
+watch live update updates latest news video read week today tonight yesterday tomorrow
+mr mrs ms dr
+big biggest small large major good best better bad worst high low long short old first
+second third top full half part set end start look looks come comes going goes give gives
+gave know known tell told show shows shown find found think want wants call calls called
+keep kept leave left turn turns help helps try tries move moves face faces hit hits run
+runs time times year years day days month months people man woman men women thing things
+world country way ways home life lot place case group number fact point report reports
+reported according amid despite says said claim claims plan plans deal deals talk talks
+"""
+
+_DE_STOP = """
+ab aber alle allem allen aller alles als also am an ander andere anderem anderen anderer
+anderes anders auch auf aus bei beim bin bis bisher bist da dabei dadurch dafur dagegen
+daher dahin damals damit danach daneben dann daran darauf daraus darin daruber darum
+darunter das dass dasselbe davon davor dazu dein deine deinem deinen deiner dem demnach
+den denen denn dennoch der deren derselbe des deshalb desselben dessen dich die dies diese
+dieselbe dieselben diesem diesen dieser dieses dir doch dort du durch eben ebenso ein eine
+einem einen einer eines einige einigen einiger einiges einmal er es etwa etwas euch euer
+eure fur gab gar gegen gegenuber gehabt gemacht gewesen gibt gleich hab habe haben hat
+hatte hatten hier hin hinter ich ihm ihn ihnen ihr ihre ihrem ihren ihrer ihres im immer
+in indem ins ist ja jede jedem jeden jeder jedes jedoch jene jenem jenen jener jenes jetzt
+kann kannst kaum kein keine keinem keinen keiner keines konnen konnte konnten lassen man
+manche manchem manchen mancher manches mehr mein meine meinem meinen meiner meines mich mir
+mit muss musste nach nachdem nein nicht nichts noch nun nur ob oder ohne schon sehr sei
+seid sein seine seinem seinen seiner seines seit seitdem selbst sich sie sind so sogar
+solche solchem solchen solcher solches soll sollen sollte sollten sondern sonst sowie uber
+um und uns unser unsere unserem unseren unserer unter viel viele vielen vom von vor wahrend
+war waren warst was weil weiter weitere weiteren welche welchem welchen welcher welches
+wenn wer werde werden wie wieder will wir wird wirst wo wollen wollte wollten worden wurde
+wurden zu zum zur zwar zwischen zuvor heute gestern morgen laut sagt sagte neue neuen neuer
+neues erst erste ersten mal bereits derzeit offenbar wohl jahr jahre jahren prozent mehr
+beste besten bester bestes gut gute guten guter gutes grosse grossen grosser grosses klein
+kleine kleinen lang lange langen hoch hohe hohen stark starke starken schnell schnelle
+zeigen zeigt zeigte lernen lernt machen macht gemacht geben gab steht stehen kommt kommen
+kam geht gehen ging bleibt bleiben sieht sehen sah heisst soll sollen sagen sagte gesagt
+teil ende anfang seite zeit tag tage tagen woche wochen monat monate monaten mal menschen
+leute fall falle frage fragen grund art weise rund fast knapp etwa ganz viele vielen wenige
+wenigen kunftig kunftige kunftigen moglich mogliche moglichen aktuell aktuelle aktuellen
+weitere weiteren bisher bislang inzwischen zudem jedoch allerdings nun hier dort dabei
+eigentlich dafur davon darum deutlich eigenen eigene eigener neu alt alten alte
+"""
+
+STOP_WORDS: frozenset[str] = frozenset((_EN_STOP + _DE_STOP).split())
+
+# Number words read as digits, so "seven dead" and "sieben Tote" share "7" ("one"/"ein"
+# left out: they are mostly articles).
+_NUMBER_WORDS: dict[str, str] = {
+    word: str(value)
+    for value, words in enumerate(
+        (
+            "",
+            "",
+            "two zwei",
+            "three drei",
+            "four vier",
+            "five funf",
+            "six sechs",
+            "seven sieben",
+            "eight acht",
+            "nine neun",
+            "ten zehn",
+            "eleven elf",
+            "twelve zwolf",
+        )
+    )
+    for word in words.split()
+}
+
+# Suffixes stripped by the stemmer, longest first; a stem keeps at least 4 characters.
+_SUFFIXES: tuple[str, ...] = (
+    "ungen",
+    "ing",
+    "ies",
+    "ern",
+    "ens",
+    "est",
+    "en",
+    "er",
+    "es",
+    "em",
+    "ed",
+    "e",
+    "s",
+    "n",
+)
+_MIN_STEM = 4
+
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:[.,\u202f\u00a0]\d{3})+(?![\d])")
+_DECIMAL = re.compile(r"(?<=\d)[.,](?=\d)")
+_NAME_WORD = r"(?:[A-ZÄÖÜÀ-ÞĀ-Ž][\w'’]*(?:-[A-ZÄÖÜ\d][\w'’]*)*)"
+_NAME_PHRASE = re.compile(rf"(?<![\w-]){_NAME_WORD}(?:\s+{_NAME_WORD})*")
+_ACRONYM = re.compile(r"^[A-Z\d]*[A-Z][A-Z\d]*[a-z]?[A-Z][A-Z\d]*$|^[A-Z]{2,}$")
+
+RUBRIC_WEIGHT = 1
+_MAX_NAME_WORDS = 3  # longer runs of capitalised words are German nouns, not names
+_SKETCH_SIZE = 48
+_SHINGLE = 3
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """What clustering needs from one article's text."""
+
+    terms: dict[str, int]  # stem -> weighted count (title words count more)
+    surface: dict[str, str]  # stem -> a word as written, for explanations
+    names: dict[str, str]  # folded name-like phrase -> as written ("aleph alpha": "Aleph Alpha")
+    numbers: frozenset[str]  # number tokens ("400000", "7p7")
+    sketch: tuple[int, ...]  # bottom-k hashes of word shingles of the whole text
+
+
+def stem(word: str) -> str:
+    """Strip one common English/German inflection suffix (cheap, no dictionary)."""
+    if word[0].isdigit():
+        return word
+    if word.endswith("ies") and len(word) - 3 >= _MIN_STEM - 1:
+        return word[:-3] + "y"
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
+            return word[: -len(suffix)]
+    return word
+
+
+def _prepare_numbers(text: str) -> str:
+    """'400.000' and '400,000' -> '400000'; '7.7' -> '7p7' so fold keeps one token."""
+    text = _THOUSANDS.sub(lambda m: re.sub(r"\D", "", m.group(0)), text)
+    return _DECIMAL.sub("p", text)
+
+
+def tokens(text: str) -> list[str]:
+    """Folded words of ``text`` (stop words and one-letter words dropped), unstemmed."""
+    return [
+        _NUMBER_WORDS.get(w, w)
+        for w in fold(_prepare_numbers(text)).split()
+        if w not in STOP_WORDS and (len(w) > 1 or w.isdigit()) and w[0].isalnum()
+    ]
+
+
+_KICKER_SPLIT = re.compile(r"\s*[:|]\s+|\s+\|\s*")
+
+
+def kickers(title: str) -> list[str]:
+    """The folded leading segments of a title ("heise-Angebot: iX-Workshop: ..." gives
+    ["heise angebot", "ix workshop"]); a feed repeating one marks it as a rubric."""
+    segments = _KICKER_SPLIT.split(title)
+    return [k for k in (fold(seg).strip() for seg in segments[:-1]) if k]
+
+
+def is_year(term: str) -> bool:
+    """A year ("2026") says little about which event an article reports."""
+    return len(term) == 4 and term.isdigit() and 1900 <= int(term) <= 2099
+
+
+def name_phrases(text: str) -> dict[str, str]:
+    """Name-like phrases of original-case text, folded.
+
+    A run of two or more capitalised words ("Aleph Alpha", "Jerome Powell"), or one
+    acronym-like word ("TSMC", "BfV"). Single capitalised words are left to the term
+    weights: in German every noun is capitalised.
+    """
+    found: dict[str, str] = {}
+    for match in _NAME_PHRASE.finditer(text):
+        for run in _name_runs(match.group(0).split()):
+            if 2 <= len(run) <= _MAX_NAME_WORDS:
+                phrase = " ".join(run)
+                found.setdefault(fold(phrase).strip(), phrase)
+        for word in match.group(0).split():
+            for part in _bare(word).split("-"):
+                if _ACRONYM.match(part):
+                    found.setdefault(fold(part).strip(), part)
+    found.pop("", None)
+    return found
+
+
+def _split_rubrics(title: str, rubrics: Collection[str]) -> tuple[str, str]:
+    """(headline without the rubric kickers, the rubric kickers)."""
+    segments = _KICKER_SPLIT.split(title)
+    rubric = [seg for seg in segments[:-1] if fold(seg).strip() in rubrics]
+    kept = [seg for seg in segments[:-1] if fold(seg).strip() not in rubrics]
+    return " ".join([*kept, segments[-1]]), " ".join(rubric)
+
+
+def _bare(word: str) -> str:
+    return word.removesuffix("'s").removesuffix("’s")
+
+
+def _name_runs(words: list[str]) -> list[list[str]]:
+    """Split a run of capitalised words at compounds ("TSMC-Pläne") and possessives."""
+    runs: list[list[str]] = [[]]
+    for word in words:
+        if "-" in word:
+            runs.append([])
+            continue
+        if not runs[-1] and fold(word).strip() in STOP_WORDS:
+            continue  # "The", "Der" at a sentence start
+        runs[-1].append(_bare(word))
+        if _bare(word) != word:
+            runs.append([])
+    return runs
+
+
+def _sketch(words: list[str]) -> tuple[int, ...]:
+    if not words:
+        return ()
+    if len(words) < _SHINGLE:
+        shingles = {" ".join(words)}
+    else:
+        shingles = {" ".join(words[i : i + _SHINGLE]) for i in range(len(words) - 2)}
+    hashes = sorted({zlib.crc32(s.encode()) for s in shingles})
+    return tuple(hashes[:_SKETCH_SIZE])
+
+
+def sketch_similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Estimated Jaccard similarity of the two shingle sets (bottom-k estimator)."""
+    if not a or not b:
+        return 0.0
+    k = min(_SKETCH_SIZE, len(set(a) | set(b)))
+    union_bottom = sorted(set(a) | set(b))[:k]
+    both = set(a) & set(b)
+    return sum(1 for h in union_bottom if h in both) / k
+
+
+def extract(
+    title: str,
+    summary: str,
+    content: str,
+    title_weight: int = 2,
+    rubrics: Collection[str] = (),
+) -> TextFeatures:
+    """Features of one article: title and summary for terms, everything for the sketch.
+
+    ``rubrics`` are title kickers the article's feed has used before (section names such
+    as "Top 10" or "Kommentar"): their words do not count as title words.
+    """
+    terms: Counter[str] = Counter()
+    surface: dict[str, str] = {}
+    body = summary or content[:1000]
+    headline, rubric = _split_rubrics(title, rubrics) if rubrics else (title, "")
+    for weight, text in ((title_weight, headline), (RUBRIC_WEIGHT, rubric), (1, body)):
+        for word in tokens(text):
+            key = stem(word)
+            terms[key] += weight
+            surface.setdefault(key, word)
+    numbers = frozenset(t for t in terms if t[0].isdigit() and not is_year(t))
+    names = name_phrases(body) | name_phrases(title)
+    all_words = fold(title + " " + (content or summary)).split()
+    return TextFeatures(
+        terms=dict(terms),
+        surface=surface,
+        names=names,
+        numbers=numbers,
+        sketch=_sketch(all_words),
+    )
