@@ -1,0 +1,193 @@
+"""`monitor run` as a real subprocess: reload on edit, SIGTERM exit 0, lock, restart delivery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import alertpeers
+from tests.feedbuild import Item, LiveFeed, serve
+from tests.feedserver import FeedServer
+
+ROOT = Path(__file__).resolve().parents[1]
+webhook_peer = alertpeers.webhook_peer
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer(root=None) as srv:
+        yield srv
+
+
+def monitor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def start_daemon(cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", "feeds.yaml", "run"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def config_text(urls: list[str], channels: str = "") -> str:
+    feeds = "\n".join(f"  - url: {u}" for u in urls)
+    channels = channels or "  - name: log\n    type: log\n    path: alerts.jsonl\n"
+    return (
+        "version: 1\nsettings:\n  database: sqlite:///monitor.db\n  timeout: 3s\n"
+        f"  alert_backlog: true\nfeeds:\n{feeds}\n"
+        "entities:\n  - name: Wagner Group\n    aliases: [Wagner]\n"
+        f"alerts:\n{channels}"
+    )
+
+
+def wait_for(check, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"daemon did not stop on SIGTERM:\n{err}") from None
+    return proc.returncode, err
+
+
+def test_run_picks_up_an_edited_config_and_exits_0_on_sigterm(server, tmp_path):
+    first = LiveFeed("First", [Item("1", "Wagner convoy spotted", "On the M4.")])
+    second = LiveFeed("Second", [Item("1", "Harbour reopens", "Ships return.")])
+    u1, u2 = serve(server, "/first", first), serve(server, "/second", second)
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(config_text([u1]))
+    proc = start_daemon(tmp_path)
+    try:
+        assert wait_for(lambda: server.hits("/first") >= 1)
+        # a second instance is refused, naming the holder's pid
+        other = monitor("--config", "feeds.yaml", "poll", cwd=tmp_path)
+        assert other.returncode == 1 and f"pid {proc.pid}" in other.stderr
+        # an invalid edit is logged with its line and the running config kept
+        cfg.write_text(config_text([u1]).replace("timeout: 3s", "timeuot: 3s"))
+        time.sleep(2.5)
+        # editors replace the file: write a new file and rename it over the old one
+        tmp = tmp_path / "feeds.yaml.new"
+        tmp.write_text(config_text([u1, u2]))
+        os.replace(tmp, cfg)
+        assert wait_for(lambda: server.hits("/second") >= 1), "new feed not polled after edit"
+        assert wait_for(lambda: (tmp_path / "alerts.jsonl").exists())
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "timeuot" in err and ":4:" in err  # the rejected edit, with its line
+    stories = json.loads(
+        monitor("stories", "--all", "--json", "--config", "feeds.yaml", cwd=tmp_path).stdout
+    )
+    assert {a["title"] for s in stories for a in s["articles"]} == {
+        "Wagner convoy spotted",
+        "Harbour reopens",
+    }
+
+
+def test_alert_pending_across_restart_is_delivered_exactly_once(server, tmp_path, webhook_peer):
+    feed = LiveFeed("Wire", [Item("1", "Wagner fighters leave Rostov", "Convoys seen.")])
+    url = serve(server, "/wire", feed)
+    hook = f"  - name: hook\n    type: webhook\n    url: {webhook_peer.url}\n"
+    (tmp_path / "feeds.yaml").write_text(config_text([url], hook))
+    webhook_peer.stop()  # the receiver is down during the first run
+    proc = start_daemon(tmp_path)
+    try:
+        assert wait_for(lambda: server.hits("/wire") >= 1)
+
+        def pending() -> list[dict]:
+            out = monitor("alerts", "--json", "--config", "feeds.yaml", cwd=tmp_path).stdout
+            return [a for a in json.loads(out) if a["state"] == "pending"]
+
+        assert wait_for(lambda: bool(pending()) and pending()[0]["attempts"] >= 1)
+    finally:
+        assert stop(proc)[0] == 0
+    [alert] = pending()
+    webhook_peer.start()
+    proc = start_daemon(tmp_path)
+    try:
+        received = webhook_peer.wait_for(1, timeout=60)
+        time.sleep(3)  # further delivery passes must not send it again
+    finally:
+        assert stop(proc)[0] == 0
+    assert [r.header("X-Monitor-Delivery") for r in webhook_peer.requests] == [alert["id"]]
+    assert received[0].json()["entity"]["name"] == "Wagner Group"
+    out = json.loads(monitor("alerts", "--json", "--config", "feeds.yaml", cwd=tmp_path).stdout)
+    assert [a["state"] for a in out] == ["sent"]
+
+
+def test_read_commands_on_a_new_database(tmp_path):
+    (tmp_path / "feeds.yaml").write_text(config_text(["https://example.org/rss"]))
+    res = monitor("stories", "--json", "--config", "feeds.yaml", cwd=tmp_path)
+    assert res.returncode == 0 and json.loads(res.stdout) == []
+    res = monitor("--config", "feeds.yaml", "alerts", "--json", cwd=tmp_path)
+    assert res.returncode == 0 and json.loads(res.stdout) == []
+    res = monitor("feeds", "--json", "--config", "feeds.yaml", cwd=tmp_path)
+    [feed] = json.loads(res.stdout)
+    assert feed["url"] == "https://example.org/rss" and feed["last_fetch"] is None
+    res = monitor("--help", cwd=tmp_path)
+    assert res.returncode == 0 and "stories" in res.stdout
+    for cmd in [
+        "run",
+        "poll",
+        "validate",
+        "feeds",
+        "stories",
+        "alerts",
+        "test-alert",
+        "import-opml",
+        "export-opml",
+    ]:
+        assert monitor(cmd, "--help", cwd=tmp_path).returncode == 0
+
+
+def test_validate_reports_a_typo_with_its_line(tmp_path):
+    (tmp_path / "feeds.yaml").write_text(
+        config_text(["https://example.org/rss"]).replace("  timeout: 3s", "  timout: 3s")
+    )
+    res = monitor("validate", "--config", "feeds.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "feeds.yaml:4:" in res.stderr and "timout" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = monitor("poll", "--config", "feeds.yaml", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_test_alert_reports_outcome(tmp_path, webhook_peer):
+    hook = f"  - name: hook\n    type: webhook\n    url: {webhook_peer.url}\n"
+    (tmp_path / "feeds.yaml").write_text(config_text(["https://example.org/rss"], hook))
+    res = monitor("test-alert", "hook", "--config", "feeds.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert webhook_peer.requests[-1].header("X-Monitor-Event") == "test"
+    webhook_peer.respond(500)
+    res = monitor("test-alert", "hook", "--config", "feeds.yaml", cwd=tmp_path)
+    assert res.returncode == 1 and "500" in res.stdout + res.stderr
