@@ -64,6 +64,9 @@ def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
 def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:
     now = utcnow()
     store.feeds.sync([(f.url, f.name) for f in cfg.feeds], now)
+    cancelled = store.outbox.cancel_channels([c.name for c in cfg.alerts])
+    if cancelled:
+        log.info("cancelled alerts=%d of channels no longer configured", cancelled)
     return Engine(
         config=cfg,
         store=store,

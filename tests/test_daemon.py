@@ -191,3 +191,32 @@ def test_test_alert_reports_outcome(tmp_path, webhook_peer):
     webhook_peer.respond(500)
     res = monitor("test-alert", "hook", "--config", "feeds.yaml", cwd=tmp_path)
     assert res.returncode == 1 and "500" in res.stdout + res.stderr
+
+
+def test_healthz_and_metrics_are_served(server, tmp_path):
+    import httpx
+
+    feed = LiveFeed("Wire", [Item("1", "Wagner convoy spotted", "On the M4.")])
+    url = serve(server, "/wire", feed)
+    port = alertpeers.free_port()
+    text = config_text([url]).replace(
+        "  timeout: 3s\n", f"  timeout: 3s\n  http: {{host: 127.0.0.1, port: {port}}}\n"
+    )
+    (tmp_path / "feeds.yaml").write_text(text)
+    proc = start_daemon(tmp_path)
+    try:
+        assert wait_for(lambda: server.hits("/wire") >= 1)
+
+        def healthy() -> bool:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200 and r.json()["feeds_ok"] == 1
+
+        assert wait_for(healthy)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        assert 'monitor_fetches_total{status="200"} 1' in metrics
+        assert "monitor_articles_stored_total 1" in metrics
+    finally:
+        assert stop(proc)[0] == 0
