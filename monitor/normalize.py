@@ -54,9 +54,7 @@ _PERCENT = re.compile(r"%[0-9a-f]{2}|%[0-9A-F][a-f]|%[a-f][0-9A-F]")
 # Tags end at the first ">" and never span a "<": a quote-aware pattern goes wrong on
 # the broken quoting real feeds carry (alt="a "quoted" word"), and a pattern that may
 # run to the end of the text makes hostile input ("<a <a <a ...") quadratic.
-_HIDDEN_OPEN = re.compile(
-    r"<(?i:(script|style|noscript|template|iframe|object|svg|math))\b[^<>]*>"
-)
+_HIDDEN_OPEN = re.compile(r"<(?i:(script|style|noscript|template|iframe|object|svg|math))\b[^<>]*>")
 _HIDDEN_CLOSE = {
     name: re.compile(rf"</(?i:{name})\s*>")
     for name in ("script", "style", "noscript", "template", "iframe", "object", "svg", "math")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -49,6 +50,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 MAX_INFLATED_BYTES = 32 * 1024 * 1024
 MAX_ENTITY_EXPANSION = 1024 * 1024  # bytes that internal entity references may add
+MAX_PROLOG_WORK = 20_000_000  # DTD declarations x prolog bytes (feedparser rescans per one)
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 _HTML_ROOTS = frozenset({b"html", b"head", b"body"})
@@ -64,7 +66,9 @@ _CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32)])
 _COMMENT = re.compile(rb"<!--.*?(?:-->|$)", re.S)
 _FIRST_MARKUP = re.compile(rb"<(?:!doctype\s+([a-z]+)|([a-z_][\w.-]*:)?([a-z_][\w.-]*))", re.I)
 _FEED_ELEMENT = re.compile(rb"<(?:rss|feed|rdf:rdf|channel)[\s>]", re.I)
-_ENTITY_DECL = re.compile(rb"<!ENTITY\s+([\w.:-]+)\s+\"([^&\"]*)\"")
+_FIRST_ELEMENT = re.compile(rb"<\w")  # where feedparser's prolog handling stops
+_ENTITY_DECL = re.compile(rb"\s+([\w.:-]+)\s+\"([^&\"]*)\"")  # after "<!ENTITY"
+_ENTITY_REF = re.compile(rb"&([\w.:-]+);")
 
 
 def parse_feed(
@@ -79,7 +83,7 @@ def parse_feed(
     if is_json_document(body, content_type):
         return parse_json_feed(body, url=url)
     _refuse_non_xml(body)
-    _refuse_entity_bombs(body)
+    _refuse_hostile_dtd(body)
     result = feedparser.parse(
         io.BytesIO(body),
         response_headers=_response_headers(url, content_type, headers),
@@ -210,20 +214,34 @@ def _not_a_feed_reason(body: bytes) -> str:
     return f"not a feed: root element <{name}> is not RSS, Atom or RDF"
 
 
-def _refuse_entity_bombs(body: bytes) -> None:
-    """Refuse documents whose internal entities would expand past the budget.
+def _refuse_hostile_dtd(body: bytes) -> None:
+    """Refuse a prolog that would make feedparser expand or scan without bound.
 
-    Only what feedparser would expand counts: declarations with a plain quoted value
-    (the ones it keeps), each multiplied by the references to it. The whole body is
-    searched (a prolog can be padded), which costs one C-speed scan.
+    feedparser keeps the internal entities declared before the root element (those with
+    a plain quoted value) and its fallback parser expands them with no limit, so their
+    total expansion is counted here, exactly and in linear time. Its prolog regexes also
+    rescan the prolog once per declaration, so a prolog with many declarations and
+    many bytes is refused before it gets there.
     """
     text = _as_utf8(body) if _is_wide(body[:4]) else body
-    if b"<!ENTITY" not in text:
+    root = _FIRST_ELEMENT.search(text)
+    prolog = text[: root.start()] if root else text
+    declarations = prolog.count(b"<!ENTITY") + prolog.count(b"<!DOCTYPE")
+    if not declarations:
         return
-    expansion = 0
-    for name, value in _ENTITY_DECL.findall(text):
-        if value:
-            expansion += len(value) * text.count(b"&" + name + b";")
+    if declarations * len(prolog) > MAX_PROLOG_WORK:
+        raise ParseError(
+            f"not a feed: oversized DTD ({declarations} declarations in {len(prolog)} bytes)"
+        )
+    sizes: dict[bytes, int] = {}
+    for declaration in prolog.split(b"<!ENTITY")[1:]:
+        match = _ENTITY_DECL.match(declaration)
+        if match:
+            sizes.setdefault(match.group(1), len(match.group(2)))  # the first one binds
+    if not sizes:
+        return
+    references = Counter(_ENTITY_REF.findall(text))
+    expansion = sum(size * references[name] for name, size in sizes.items())
     if expansion > MAX_ENTITY_EXPANSION:
         raise ParseError(
             f"not a feed: internal entities would expand by {expansion} bytes "

@@ -31,6 +31,10 @@ from storage.store import Store
 
 log = logging.getLogger("monitor.poll")
 
+# a hostile document can keep feedparser's fallback parser busy for minutes: the cycle
+# stops waiting for it after this many times the fetch timeout
+PARSE_TIMEOUT_FACTOR = 2
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -131,7 +135,12 @@ async def _process(
     )
     if engine.executor is None:
         return job()
-    return await asyncio.get_running_loop().run_in_executor(engine.executor, job)
+    future = asyncio.get_running_loop().run_in_executor(engine.executor, job)
+    limit = PARSE_TIMEOUT_FACTOR * engine.config.settings.timeout.total_seconds()
+    try:
+        return await asyncio.wait_for(future, limit)
+    except TimeoutError:
+        raise ParseError(f"parsing took longer than {limit:.0f}s") from None
 
 
 def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -119,6 +120,26 @@ def test_canonical_url(url, expected):
 )
 def test_plain_text(html, expected):
     assert plain_text(html) == expected
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<script>" * 20_000,
+        "<script>x</scrip>" * 10_000,
+        "<svg>" * 40_000,
+        "<a " * 100_000,
+        "<!" * 100_000,
+        '<a href="' * 50_000,
+        "<!--" * 50_000,
+        "&amp" * 50_000,
+    ],
+    ids=lambda s: repr(s[:10]),
+)
+def test_plain_text_is_linear_on_hostile_markup(hostile):
+    started = time.process_time()
+    plain_text(hostile)
+    assert time.process_time() - started < 1
 
 
 def test_content_hash_ignores_case_and_whitespace():
