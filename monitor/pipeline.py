@@ -82,7 +82,8 @@ async def run_cycle(engine: Engine, feeds: Sequence[FeedState]) -> CycleReport:
         user_agent=s.user_agent,
     ) as fetcher:
         polls = await asyncio.gather(*(poll_one(engine, fetcher, f) for f in feeds))
-    report = store_cycle(engine, polls)
+    # clustering and the big write are CPU and disk work: keep them off the event loop
+    report = await asyncio.to_thread(store_cycle, engine, polls)
     report.seconds = time.monotonic() - started
     METRICS.cycle_duration_seconds.observe(report.seconds)
     return report
