@@ -23,15 +23,16 @@ class Thresholds:
 
     # -- when an article joins a story
     join: float = 0.30  # combined score needed to join a story ("similar")
-    near_duplicate: float = 0.80  # shingle similarity that counts as the same text ("exact")
-    min_evidence: int = 2  # informative shared terms, names, entities, keywords needed
+    near_duplicate: float = 0.70  # shingle similarity that counts as the same text ("exact")
+    min_evidence: int = 2  # informative shared terms, names, keywords (entities: one) needed
     informative_idf: float = 2.5  # a shared term or name counts as evidence from this idf on
     # -- how the signals combine
     member_weight: float = 0.8  # closest member's cosine; the rest goes to the centroid's
     centroid_floor: float = 0.10  # drift cap: under this centroid cosine members count nothing
-    keyword_weight: float = 0.5  # times the strongest story keyword the article carries
+    keyword_weight: float = 1.0  # times the story-keyword share of the article
     keyword_support: int = 2  # members of a story that must contain a term for a keyword
-    keyword_evidence: float = 0.7  # a keyword this strong is one more piece of evidence
+    keyword_floor: float = 0.15  # keywords count only from this closest-member cosine on
+    keyword_evidence: float = 0.3  # a keyword share this high is one more piece of evidence
     entity_bonus: float = 0.05  # per shared tracked entity (two at most)
     name_bonus: float = 0.06  # per shared informative name-like phrase (two at most)
     number_bonus: float = 0.04  # per shared number other than a year (two at most)
@@ -41,9 +42,9 @@ class Thresholds:
     title_weight: int = 2  # a title word counts as much as this many summary words
     idf_prior: float = 20.0  # pseudo-articles, so the first articles do not all look rare
     # -- candidate retrieval (bounds the cost per article)
-    query_terms: int = 12  # rarest terms of the article looked up in the index
-    postings_scan: int = 200  # newest postings scanned per term
-    max_candidates: int = 64  # articles scored in full
+    query_terms: int = 10  # rarest of the article's terms other articles have, looked up
+    postings_scan: int = 100  # newest postings scanned per term
+    max_candidates: int = 24  # articles scored in full
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -57,10 +58,10 @@ class Signals:
     near_duplicate: float = 0.0  # shingle similarity with the closest member
     member_cosine: float = 0.0  # TF-IDF cosine with the closest member
     centroid_cosine: float = 0.0  # TF-IDF cosine with the story's centroid
-    keyword: float = 0.0  # share of the articles with one of the article's terms that are
-    #                       in this story (the strongest such term; see Clusterer)
-    shared_terms: int = 0  # informative terms in common (not counting those of names)
-    shared_names: int = 0  # informative name-like phrases in common
+    keyword: float = 0.0  # how much of the article is this story's keywords (0..1; see
+    #                       Clusterer._keyword)
+    shared_terms: int = 0  # informative terms in common (not words of shared names, entities)
+    shared_names: int = 0  # informative name-like phrases in common (not shared entities)
     shared_entities: int = 0  # tracked entities in common
     shared_numbers: int = 0  # numbers in common, years left out
     new_source: bool = False  # no article of the story came from the article's feed
@@ -77,9 +78,11 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
     * "new", the combined score: not enough (the score is kept for explanations).
 
     The combined score is text similarity (closest member and centroid, the member
-    counting only while the centroid is close enough) plus bonuses for a story
-    keyword, shared names, entities and numbers and a new source, times a decay with
-    the time to the story's nearest article.
+    counting only while the centroid is close enough) plus bonuses for story keywords
+    (only once the closest member is somewhat similar), shared names, entities and
+    numbers and a new source, times a decay with the time to the story's nearest
+    article.  "similar" also needs ``min_evidence`` distinct pieces of evidence, so
+    one shared word, however rare, never makes a story on its own.
     """
     t = thresholds
     if signals.same_key:
@@ -88,8 +91,9 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
         return "exact", round(signals.near_duplicate, 4)
     member = signals.member_cosine if signals.centroid_cosine >= t.centroid_floor else 0.0
     text = t.member_weight * member + (1.0 - t.member_weight) * signals.centroid_cosine
+    keyword = signals.keyword if signals.member_cosine >= t.keyword_floor else 0.0
     bonus = (
-        t.keyword_weight * signals.keyword
+        t.keyword_weight * keyword
         + t.name_bonus * min(signals.shared_names, 2)
         + t.entity_bonus * min(signals.shared_entities, 2)
         + t.number_bonus * min(signals.shared_numbers, 2)
@@ -100,8 +104,8 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
     evidence = (
         signals.shared_terms
         + signals.shared_names
-        + signals.shared_entities
-        + (1 if signals.keyword >= t.keyword_evidence else 0)
+        + min(signals.shared_entities, 1)  # tracked people and groups: who, not what
+        + (1 if keyword >= t.keyword_evidence else 0)
     )
     if combined >= t.join and evidence >= t.min_evidence:
         return "similar", combined

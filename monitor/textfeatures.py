@@ -1,17 +1,21 @@
 """Text features for clustering: terms, name-like phrases, numbers and a shingle sketch.
 
-Pure functions, language-light: English and German stop words, a cheap suffix
-stemmer (no dictionary), and the same fold as entity matching
-(:func:`monitor.entities.fold`) so case, accents, quotes, hyphens and possessives are
-handled once and the same way everywhere.
+Pure functions, language-light: English and German stop words, number words read as
+digits, a cheap suffix stemmer (no dictionary), and the same fold as entity matching
+(:func:`monitor.entities.fold`), so case, accents, quotes, hyphens and possessives are
+handled once and the same way everywhere.  Title kickers a feed repeats (rubrics) can
+be discounted; the shingle sketch (bottom-k of CRC32 hashes of word 3-grams) spots
+near-identical texts.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import zlib
+from array import array
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from monitor.entities import fold
@@ -136,7 +140,7 @@ _NAME_WORD = r"(?:[A-ZÄÖÜÀ-ÞĀ-Ž][\w'’]*(?:-[A-ZÄÖÜ\d][\w'’]*)*)"
 _NAME_PHRASE = re.compile(rf"(?<![\w-]){_NAME_WORD}(?:\s+{_NAME_WORD})*")
 _ACRONYM = re.compile(r"^[A-Z\d]*[A-Z][A-Z\d]*[a-z]?[A-Z][A-Z\d]*$|^[A-Z]{2,}$")
 
-RUBRIC_WEIGHT = 1
+_WRITTEN_WORD = re.compile(r"[^\W_]+")
 _MAX_NAME_WORDS = 3  # longer runs of capitalised words are German nouns, not names
 _SKETCH_SIZE = 48
 _SHINGLE = 3
@@ -150,7 +154,8 @@ class TextFeatures:
     surface: dict[str, str]  # stem -> a word as written, for explanations
     names: dict[str, str]  # folded name-like phrase -> as written ("aleph alpha": "Aleph Alpha")
     numbers: frozenset[str]  # number tokens ("400000", "7p7")
-    sketch: tuple[int, ...]  # bottom-k hashes of word shingles of the whole text
+    sketch: array[int]  # bottom-k hashes of word shingles of the whole text, ascending
+    weak: frozenset[str] = frozenset()  # terms only in the feed's rubric kickers
 
 
 def stem(word: str) -> str:
@@ -184,8 +189,12 @@ _KICKER_SPLIT = re.compile(r"\s*[:|]\s+|\s+\|\s*")
 
 
 def kickers(title: str) -> list[str]:
-    """The folded leading segments of a title ("heise-Angebot: iX-Workshop: ..." gives
-    ["heise angebot", "ix workshop"]); a feed repeating one marks it as a rubric."""
+    """The folded leading segments of a title, before a colon or a bar.
+
+    "heise-Angebot: iX-Workshop: Active Directory hacken" gives ``["heise angebot",
+    "ix workshop"]``.  A kicker its feed has used before is a rubric (a section name
+    such as "Top 10" or "Kommentar"), not news.
+    """
     segments = _KICKER_SPLIT.split(title)
     return [k for k in (fold(seg).strip() for seg in segments[:-1]) if k]
 
@@ -217,11 +226,19 @@ def name_phrases(text: str) -> dict[str, str]:
 
 
 def _split_rubrics(title: str, rubrics: Collection[str]) -> tuple[str, str]:
-    """(headline without the rubric kickers, the rubric kickers)."""
+    """(the title without its rubric kickers, the rubric kickers)."""
     segments = _KICKER_SPLIT.split(title)
     rubric = [seg for seg in segments[:-1] if fold(seg).strip() in rubrics]
     kept = [seg for seg in segments[:-1] if fold(seg).strip() not in rubrics]
     return " ".join([*kept, segments[-1]]), " ".join(rubric)
+
+
+def _as_written(text: str) -> dict[str, str]:
+    """Folded word -> the word as the text writes it ("affare" -> "Affäre")."""
+    written: dict[str, str] = {}
+    for word in _WRITTEN_WORD.findall(text):
+        written.setdefault(fold(word).strip(), word)
+    return written
 
 
 def _bare(word: str) -> str:
@@ -243,18 +260,18 @@ def _name_runs(words: list[str]) -> list[list[str]]:
     return runs
 
 
-def _sketch(words: list[str]) -> tuple[int, ...]:
+def _sketch(words: list[str]) -> array[int]:
     if not words:
-        return ()
+        return array("I")
     if len(words) < _SHINGLE:
         shingles = {" ".join(words)}
     else:
         shingles = {" ".join(words[i : i + _SHINGLE]) for i in range(len(words) - 2)}
     hashes = sorted({zlib.crc32(s.encode()) for s in shingles})
-    return tuple(hashes[:_SKETCH_SIZE])
+    return array("I", hashes[:_SKETCH_SIZE])  # 4 bytes a hash, not a Python int each
 
 
-def sketch_similarity(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+def sketch_similarity(a: Sequence[int], b: Sequence[int]) -> float:
     """Estimated Jaccard similarity of the two shingle sets (bottom-k estimator)."""
     if not a or not b:
         return 0.0
@@ -274,18 +291,23 @@ def extract(
     """Features of one article: title and summary for terms, everything for the sketch.
 
     ``rubrics`` are title kickers the article's feed has used before (section names such
-    as "Top 10" or "Kommentar"): their words do not count as title words.
+    as "Top 10" or "Kommentar"): their words weigh as summary words, and when they
+    appear nowhere else they are ``weak``: no evidence that two articles belong together.
     """
     terms: Counter[str] = Counter()
     surface: dict[str, str] = {}
     body = summary or content[:1000]
     headline, rubric = _split_rubrics(title, rubrics) if rubrics else (title, "")
-    for weight, text in ((title_weight, headline), (RUBRIC_WEIGHT, rubric), (1, body)):
+    for weight, text in ((title_weight, headline), (1, rubric), (1, body)):
+        written = _as_written(text)
         for word in tokens(text):
-            key = stem(word)
+            key = sys.intern(stem(word))  # one string per term across all articles
             terms[key] += weight
-            surface.setdefault(key, word)
-    numbers = frozenset(t for t in terms if t[0].isdigit() and not is_year(t))
+            surface.setdefault(key, written.get(word, word))
+    weak = frozenset(stem(w) for w in tokens(rubric)) - {
+        stem(w) for text in (headline, body) for w in tokens(text)
+    }
+    numbers = frozenset(t for t in terms if t[0].isdigit() and not is_year(t) and t not in weak)
     names = name_phrases(body) | name_phrases(title)
     all_words = fold(title + " " + (content or summary)).split()
     return TextFeatures(
@@ -294,4 +316,5 @@ def extract(
         names=names,
         numbers=numbers,
         sketch=_sketch(all_words),
+        weak=weak,
     )
