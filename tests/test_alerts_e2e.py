@@ -34,8 +34,14 @@ def server() -> Iterator[FeedServer]:
 
 def monitor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOOK_SECRET": SECRET}
-    return subprocess.run([sys.executable, "-m", "monitor", "--config", "feeds.yaml", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", "feeds.yaml", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def write_config(tmp_path: Path, urls: list[str], smtp_port: int, hook_url: str) -> None:
@@ -67,30 +73,46 @@ alerts:
 
 
 MARCH = [
-    ("Prigozhin halts Wagner march on Moscow after Belarus deal <script>alert(1)</script>",
-     "Yevgeny Prigozhin said his Wagner fighters would turn back from their advance on Moscow "
-     "after a deal brokered by Belarusian President Alexander Lukashenko."),
-    ("Wagner fighters turn back under Lukashenko-brokered deal",
-     "Wagner chief Yevgeny Prigozhin ordered his columns heading to Moscow to return to base, "
-     "citing an agreement mediated by Belarus leader Alexander Lukashenko to avoid bloodshed."),
-    ("Prigozhin calls off armed mutiny and march on Moscow, heads to Belarus",
-     "The Kremlin said Yevgeny Prigozhin will leave for Belarus after the Wagner chief halted "
-     "his march on Moscow under a deal with Lukashenko; charges against him will be dropped."),
+    (
+        "Prigozhin halts Wagner march on Moscow after Belarus deal <script>alert(1)</script>",
+        "Yevgeny Prigozhin said his Wagner fighters would turn back from their advance on Moscow "
+        "after a deal brokered by Belarusian President Alexander Lukashenko.",
+    ),
+    (
+        "Wagner fighters turn back under Lukashenko-brokered deal",
+        "Wagner chief Yevgeny Prigozhin ordered his columns heading to Moscow to return to base, "
+        "citing an agreement mediated by Belarus leader Alexander Lukashenko to avoid bloodshed.",
+    ),
+    (
+        "Prigozhin calls off armed mutiny and march on Moscow, heads to Belarus",
+        "The Kremlin said Yevgeny Prigozhin will leave for Belarus after the Wagner chief halted "
+        "his march on Moscow under a deal with Lukashenko; charges against him will be dropped.",
+    ),
 ]
 
 
 def test_three_feeds_one_event_gives_one_alert_per_channel_and_entity(
     server, tmp_path, smtp_peer, webhook_peer
 ):
-    feeds = [LiveFeed(f"Outlet {c}", [Item(f"{c}-0", "Weather", "Rain.",
-                                           published=NOW - timedelta(days=1))]) for c in "ABC"]
+    feeds = [
+        LiveFeed(
+            f"Outlet {c}", [Item(f"{c}-0", "Weather", "Rain.", published=NOW - timedelta(days=1))]
+        )
+        for c in "ABC"
+    ]
     urls = [serve(server, f"/f{i}", f) for i, f in enumerate(feeds)]
     write_config(tmp_path, urls, smtp_peer.port, webhook_peer.url)
     assert monitor("poll", cwd=tmp_path).returncode == 0  # baseline
     for i, (feed, (title, summary)) in enumerate(zip(feeds, MARCH, strict=True)):
         feed.items.append(Item(f"m{i}", title, summary, published=NOW - timedelta(minutes=9 - i)))
-    feeds[2].items.append(Item("opera", "Bayreuth revives Richard Wagner's Parsifal",
-                               "Festival season opens.", published=NOW))
+    feeds[2].items.append(
+        Item(
+            "opera",
+            "Bayreuth revives Richard Wagner's Parsifal",
+            "Festival season opens.",
+            published=NOW,
+        )
+    )
     res = monitor("poll", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     # email: only Wagner Group is subscribed; one message for the one story
@@ -101,12 +123,14 @@ def test_three_feeds_one_event_gives_one_alert_per_channel_and_entity(
     assert msg["X-Monitor-Delivery"].startswith("al_")
     html = html_of(msg)
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert html.count("href=\"https://outlet") == 3
+    assert html.count('href="https://outlet') == 3
     assert "Bayreuth" not in plain_of(msg)
     # webhook: both entities, one story, signed
     hooks = webhook_peer.wait_for(2)
-    assert sorted(r.json()["entity"]["name"] for r in hooks) == ["Wagner Group",
-                                                               "Yevgeny Prigozhin"]
+    assert sorted(r.json()["entity"]["name"] for r in hooks) == [
+        "Wagner Group",
+        "Yevgeny Prigozhin",
+    ]
     for r in hooks:
         sig = hmac.new(SECRET.encode(), r.body, hashlib.sha256).hexdigest()
         assert r.header("X-Monitor-Signature") == f"sha256={sig}"
@@ -125,14 +149,17 @@ def test_receiver_outage_keeps_alert_pending_then_delivers(server, tmp_path, web
     write_config(tmp_path, [serve(server, "/w", feed)], smtp_port, webhook_peer.url)
     monitor("poll", cwd=tmp_path)
     webhook_peer.respond(500)
-    feed.items.append(Item("1", "Wagner convoy crosses into Belarus", "Trucks seen at border.",
-                           published=NOW))
+    feed.items.append(
+        Item("1", "Wagner convoy crosses into Belarus", "Trucks seen at border.", published=NOW)
+    )
     res = monitor("poll", cwd=tmp_path)
     assert res.returncode == 0
     assert SECRET not in res.stderr
     out = json.loads(monitor("alerts", "--json", cwd=tmp_path).stdout)
-    assert {(a["channel"], a["state"]) for a in out} == {("desk-email", "pending"),
-                                                        ("desk-hook", "pending")}
+    assert {(a["channel"], a["state"]) for a in out} == {
+        ("desk-email", "pending"),
+        ("desk-hook", "pending"),
+    }
     hook = next(a for a in out if a["channel"] == "desk-hook")
     assert hook["attempts"] == 1 and "500" in hook["last_error"]
     assert SECRET not in json.dumps(out)

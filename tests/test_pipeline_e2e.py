@@ -241,3 +241,37 @@ def test_gone_disables_and_permanent_redirect_is_recorded(server, tmp_path):
     poll(path)  # a disabled feed is not polled again
     assert server.hits("/gone") == hits
     store.close()
+
+
+def test_poll_on_postgresql(server, tmp_path, pg_url):
+    feed = LiveFeed("Wire", [Item("1", "Wagner convoy spotted", "On the M4.")])
+    a = LiveFeed(
+        "A",
+        [Item("x", "Quake hits coastal town", "A strong quake.", link="https://news.example/q")],
+    )
+    b = LiveFeed(
+        "B",
+        [Item("y", "Quake hits coastal town", "A strong quake.", link="https://news.example/q")],
+    )
+    path = write_config(
+        tmp_path,
+        [serve(server, "/w", feed), serve(server, "/a", a), serve(server, "/b", b)],
+        extra_settings=f"  database: '{pg_url}'\n",
+    )
+    text = path.read_text().replace("  database: sqlite:///monitor.db\n", "", 1)
+    path.write_text(text)
+    poll(path)
+    feed.items.append(Item("2", "Wagner fighters leave Rostov", "Convoys seen."))
+    poll(path)
+    store = store_of(path)
+    stories = store.stories.query(since=None)
+    titles = sorted(a.article.title for s in stories for a in s.articles)
+    assert titles == [
+        "Quake hits coastal town",
+        "Wagner convoy spotted",
+        "Wagner fighters leave Rostov",
+    ]
+    assert [a["entity"]["name"] for a in logged_alerts(tmp_path)] == ["Wagner Group"]
+    quake = next(s for s in stories if s.title == "Quake hits coastal town")
+    assert quake.sources == 2
+    store.close()
