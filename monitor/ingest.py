@@ -200,22 +200,43 @@ def _alert_rule(
             for ch in channels:
                 if ch.wants(entity, batch.tags):
                     alerts.append(
-                        OutboxAlert(
-                            id=new_id("al"),
-                            channel=ch.name,
-                            event="story.new",
+                        new_alert(
+                            ch.name,
+                            "story.new",
+                            now,
                             entity=entity,
                             matched=tuple(aliases),
                             story_id=story_id,
-                            feed_url=None,
-                            created_at=now,
-                            attempts=0,
-                            state="pending",
-                            next_attempt=now,
-                            last_error=None,
                         )
                     )
     return pairs, alerts
+
+
+def new_alert(
+    channel: str,
+    event: str,
+    now: datetime,
+    *,
+    entity: str | None = None,
+    matched: tuple[str, ...] = (),
+    story_id: str | None = None,
+    feed_url: str | None = None,
+) -> OutboxAlert:
+    """A fresh pending outbox row, due at once."""
+    return OutboxAlert(
+        id=new_id("al"),
+        channel=channel,
+        event=event,
+        entity=entity,
+        matched=matched,
+        story_id=story_id,
+        feed_url=feed_url,
+        created_at=now,
+        attempts=0,
+        state="pending",
+        next_attempt=now,
+        last_error=None,
+    )
 
 
 def _story_writes(

@@ -21,8 +21,15 @@ from monitor.config import Config, FeedConfig
 from monitor.errors import ParseError
 from monitor.feedstate import FeedDecision, PollOutcome, Timing, decide
 from monitor.fetch import Fetcher
-from monitor.ids import new_id
-from monitor.ingest import ChannelRule, FeedBatch, IngestStats, Matcher, Placer, plan_ingest
+from monitor.ingest import (
+    ChannelRule,
+    FeedBatch,
+    IngestStats,
+    Matcher,
+    Placer,
+    new_alert,
+    plan_ingest,
+)
 from monitor.metrics import METRICS
 from monitor.model import FetchResult, OutboxAlert
 from monitor.normalize import ProcessedFeed, process_document
@@ -235,20 +242,5 @@ def channel_rules(cfg: Config) -> list[ChannelRule]:
 def health_alerts(cfg: Config, feed_url: str, event: str, now: datetime) -> list[OutboxAlert]:
     """feed.broken / feed.recovered go to every channel with ``feed_health: true``."""
     return [
-        OutboxAlert(
-            id=new_id("al"),
-            channel=ch.name,
-            event=event,
-            entity=None,
-            matched=(),
-            story_id=None,
-            feed_url=feed_url,
-            created_at=now,
-            attempts=0,
-            state="pending",
-            next_attempt=now,
-            last_error=None,
-        )
-        for ch in cfg.alerts
-        if ch.feed_health
+        new_alert(ch.name, event, now, feed_url=feed_url) for ch in cfg.alerts if ch.feed_health
     ]

@@ -63,3 +63,28 @@ class LiveFeed:
 def serve(server: FeedServer, path: str, feed: LiveFeed) -> str:
     server.route(path, handler=feed.handler)
     return server.url(path)
+
+
+# one event told three ways, and another event about the same people
+MARCH = [
+    (
+        "Prigozhin halts Wagner march on Moscow after Belarus deal",
+        "Yevgeny Prigozhin said his Wagner fighters would turn back from their advance on Moscow "
+        "after a deal brokered by Belarusian President Alexander Lukashenko.",
+    ),
+    (
+        "Wagner fighters turn back under Lukashenko-brokered deal",
+        "Wagner chief Yevgeny Prigozhin ordered his columns heading to Moscow to return to base, "
+        "citing an agreement mediated by Belarus leader Alexander Lukashenko to avoid bloodshed.",
+    ),
+    (
+        "Prigozhin calls off armed mutiny and march on Moscow, heads to Belarus",
+        "The Kremlin said Yevgeny Prigozhin will leave for Belarus after the Wagner chief halted "
+        "his march on Moscow under a deal with Lukashenko; charges against him will be dropped.",
+    ),
+]
+RECRUIT = (
+    "Prigozhin's Wagner recruits prisoners for Bakhmut offensive",
+    "Wagner founder Yevgeny Prigozhin has toured Russian prisons to recruit convicts for the "
+    "fight around Bakhmut in eastern Ukraine, offering pardons after six months at the front.",
+)

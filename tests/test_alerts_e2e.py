@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +14,8 @@ import pytest
 
 from tests import alertpeers
 from tests.alertpeers import html_of, plain_of
+from tests.clirun import monitor as run_monitor
+from tests.feedbuild import MARCH as MARCH_TEXTS
 from tests.feedbuild import Item, LiveFeed, serve
 from tests.feedserver import FeedServer
 
@@ -33,15 +33,7 @@ def server() -> Iterator[FeedServer]:
 
 
 def monitor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOOK_SECRET": SECRET}
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", "feeds.yaml", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    return run_monitor("--config", "feeds.yaml", *args, cwd=cwd, env={"HOOK_SECRET": SECRET})
 
 
 def write_config(tmp_path: Path, urls: list[str], smtp_port: int, hook_url: str) -> None:
@@ -72,23 +64,7 @@ alerts:
 """)
 
 
-MARCH = [
-    (
-        "Prigozhin halts Wagner march on Moscow after Belarus deal <script>alert(1)</script>",
-        "Yevgeny Prigozhin said his Wagner fighters would turn back from their advance on Moscow "
-        "after a deal brokered by Belarusian President Alexander Lukashenko.",
-    ),
-    (
-        "Wagner fighters turn back under Lukashenko-brokered deal",
-        "Wagner chief Yevgeny Prigozhin ordered his columns heading to Moscow to return to base, "
-        "citing an agreement mediated by Belarus leader Alexander Lukashenko to avoid bloodshed.",
-    ),
-    (
-        "Prigozhin calls off armed mutiny and march on Moscow, heads to Belarus",
-        "The Kremlin said Yevgeny Prigozhin will leave for Belarus after the Wagner chief halted "
-        "his march on Moscow under a deal with Lukashenko; charges against him will be dropped.",
-    ),
-]
+MARCH = [(MARCH_TEXTS[0][0] + " <script>alert(1)</script>", MARCH_TEXTS[0][1]), *MARCH_TEXTS[1:]]
 
 
 def test_three_feeds_one_event_gives_one_alert_per_channel_and_entity(

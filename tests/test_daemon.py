@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests import alertpeers
+from tests.clirun import monitor, monitor_env
 from tests.feedbuild import Item, LiveFeed, serve
 from tests.feedserver import FeedServer
 
-ROOT = Path(__file__).resolve().parents[1]
 webhook_peer = alertpeers.webhook_peer
 
 
@@ -27,17 +27,6 @@ def server() -> Iterator[FeedServer]:
         yield srv
 
 
-def monitor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
 def start_daemon(cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "monitor", "--config", "feeds.yaml", "run"],
@@ -45,7 +34,7 @@ def start_daemon(cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=monitor_env(),
     )
 
 

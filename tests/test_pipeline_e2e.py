@@ -13,7 +13,7 @@ import pytest
 from monitor.config import Config, load_config
 from monitor.daemon import poll_once
 from storage.store import Store
-from tests.feedbuild import Item, LiveFeed, serve
+from tests.feedbuild import MARCH, RECRUIT, Item, LiveFeed, serve
 from tests.feedserver import FeedServer
 
 ENTITIES = """
@@ -69,29 +69,6 @@ def logged_alerts(tmp_path: Path) -> list[dict]:
 
 
 NOW = datetime.now(UTC)
-
-MARCH = [
-    (
-        "Prigozhin halts Wagner march on Moscow after Belarus deal",
-        "Yevgeny Prigozhin said his Wagner fighters would turn back from their advance on Moscow "
-        "after a deal brokered by Belarusian President Alexander Lukashenko.",
-    ),
-    (
-        "Wagner fighters turn back under Lukashenko-brokered deal",
-        "Wagner chief Yevgeny Prigozhin ordered his columns heading to Moscow to return to base, "
-        "citing an agreement mediated by Belarus leader Alexander Lukashenko to avoid bloodshed.",
-    ),
-    (
-        "Prigozhin calls off armed mutiny and march on Moscow, heads to Belarus",
-        "The Kremlin said Yevgeny Prigozhin will leave for Belarus after the Wagner chief halted "
-        "his march on Moscow under a deal with Lukashenko; charges against him will be dropped.",
-    ),
-]
-RECRUIT = (
-    "Prigozhin's Wagner recruits prisoners for Bakhmut offensive",
-    "Wagner founder Yevgeny Prigozhin has toured Russian prisons to recruit convicts for the "
-    "fight around Bakhmut in eastern Ukraine, offering pardons after six months at the front.",
-)
 
 
 def test_three_outlets_one_event_one_story_and_one_alert_per_entity(server, tmp_path):
