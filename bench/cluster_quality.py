@@ -1,6 +1,7 @@
 """Clustering quality and cost, replayed on the labelled sets in shared/data/clustering/.
 
-    .venv/bin/python bench/cluster_quality.py [--no-scale] [--sizes 10000,100000] [--strict]
+    .venv/bin/python bench/cluster_quality.py [--in-process] [--sets NAME,...]
+        [--batch 500] [--keep DIR] [--no-scale] [--sizes 10000,100000] [--strict]
 
 For each labelled set it prints pairwise precision/recall/F1, BCubed P/R/F1, NMI, ARI
 and articles per second, against the targets of issue 4 (with ``--strict``, exit
@@ -8,37 +9,51 @@ status 1 when one is missed).  Unless ``--no-scale``, it then prints the CPU tim
 place one article with 10k and 100k synthetic articles already stored, and the entity
 matcher's time per article with 10 and 5,000 entities.
 
-Layout: each set has one *source* function giving ``(Article, label)`` in arrival
-order (``events_source``: the three feed files through the daemon's parse and
-normalise stages, sorted by published, feed URL, entry index; ``googlenews_source``:
-headlines in file order, one second apart) and one *run* function turning a source into
-an :class:`Outcome` (``run_clusterer``: the clusterer in-process, default thresholds,
-no per-set profile).  A run through the daemon (feeds served on 127.0.0.1, polled, read
-back with ``monitor stories --all --json``) only has to produce the same ``Outcome``.
-The metrics (``pairwise``, ``bcubed``, ``nmi``, ``ari``) are plain functions of two
-label lists.
+By default each set goes through the daemon's own code path: its feed documents are
+served on 127.0.0.1 (``tests.feedserver``), polled with the real ``monitor poll`` (a
+fresh SQLite database; fetch, parse, normalise, dedupe, cluster in the tick's order,
+store), and read back with ``monitor stories --all --json``; each labelled entry is
+mapped to its story by its link.  ``--in-process`` runs the same documents through
+``process_document`` and the :class:`~monitor.cluster.Clusterer` in this process (no
+HTTP, no storage, no restarts): the same decisions in a fraction of the time, for
+tuning.  Both use the default thresholds, no per-set profile.
+
+Layout: each set is a :class:`Replay` (polling rounds of feed documents, plus each
+labelled entry's link and event): ``events_replay`` serves the three fast-news-reader
+files as three feeds in one poll; ``googlenews_replay`` serves the headlines in file
+order through one feed without dates (so ``published`` is the fetch time), ``--batch``
+new items a round.  ``run_daemon`` / ``run_in_process`` turn a replay into a
+:class:`Placement` (each link's story); ``outcome`` pairs it with the labels.  The
+metrics (``pairwise``, ``bcubed``, ``nmi``, ``ari``) are plain functions of two label
+lists.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import random
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.sax.saxutils import escape
 
-from monitor.cluster import Clusterer
-from monitor.model import Article
-from monitor.normalize import process_document
+if __package__ in (None, ""):  # run as a script: make ``tests.feedserver`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.cluster import Clusterer  # noqa: E402
+from monitor.model import Article  # noqa: E402
+from monitor.normalize import process_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -57,6 +72,7 @@ class Outcome:
     truth: list[str]
     predicted: list[str]
     seconds: float
+    stored: int = 0  # articles stored (placed); default: one per labelled entry
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -149,95 +165,226 @@ def report(name: str, outcome: Outcome) -> dict[str, float]:
         "b3_f1": bf,
         "nmi": nmi(outcome.truth, outcome.predicted),
         "ari": ari(outcome.truth, outcome.predicted),
-        "per_second": n / outcome.seconds if outcome.seconds else float("inf"),
+        "per_second": (outcome.stored or n) / outcome.seconds if outcome.seconds else float("inf"),
     }
 
 
-# --- article sources -------------------------------------------------------------------
+# --- replays: what the daemon is served ---------------------------------------------------
+
+CONTENT_TYPE = "application/xml"  # no charset: the documents' XML declarations decide
+IN_PROCESS_BASE = "http://127.0.0.1:8000"  # feed URLs of the in-process path
+GOOGLENEWS_BATCH = 500  # headlines new to the GoogleNews feed per polling round
 
 
-def _feed_articles(path: Path, feed_url: str, fetched: datetime) -> list[Article]:
-    """The feed file's articles, through the daemon's parse and normalise stages."""
-    processed = process_document(
-        feed_url,
-        path.read_bytes(),
-        url=feed_url,
-        content_type="application/xml",
-        fetched=fetched,
-    )
-    return list(processed.articles)
+@dataclass(frozen=True)
+class Document:
+    """One feed document, served at ``path`` (and configured as a feed) in one round."""
+
+    path: str
+    body: bytes
+    content_type: str = CONTENT_TYPE
 
 
-def events_source(tsv: Path = EVENTS_TSV) -> list[Labelled]:
-    """The events set: the three fast-news-reader feeds, labelled, in arrival order."""
+@dataclass(frozen=True)
+class Replay:
+    """A labelled set as the daemon meets it: polling rounds of feed documents.
+
+    ``rounds[i]`` holds the documents served, one feed each, for the i-th poll (the
+    feeds of a round are configured and polled together; a feed keeps its URL from
+    round to round).  ``labels`` gives each labelled entry's link and true event; an
+    article is mapped back to its label by its link.
+    """
+
+    rounds: tuple[tuple[Document, ...], ...]
+    labels: tuple[tuple[str, str], ...]  # (link, event)
+
+
+def events_replay(tsv: Path = EVENTS_TSV) -> Replay:
+    """The events set: the three fast-news-reader files as three feeds, one poll."""
     with tsv.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    by_guid = {(row["file"], row["entry_id"]): row["event"] for row in rows}
-    by_link = {(row["file"], row["link"]): row["event"] for row in rows}
-    fetched = datetime(2026, 4, 25, 21, 0, tzinfo=UTC)
-    labelled: list[Labelled] = []
-    for file in sorted({row["file"] for row in rows}):
-        feed_url = f"http://127.0.0.1:8000/{file}"
-        for article in _feed_articles(FEEDS_DIR / file, feed_url, fetched):
-            # a guid that is not a URL comes back resolved against the feed's URL
-            guid = article.guid.removeprefix(feed_url.rsplit("/", 1)[0] + "/")
-            label = by_guid.get((file, guid)) or by_link[(file, article.url or "")]
-            labelled.append((article, label))
-    if len(labelled) != len(rows):
-        raise ValueError(f"{len(labelled)} articles for {len(rows)} labelled entries")
-    labelled.sort(key=lambda item: (item[0].published, item[0].feed_url, item[0].entry_index))
-    return labelled
-
-
-def googlenews_source(jsonl: Path = GOOGLENEWS_JSONL) -> list[Labelled]:
-    """GoogleNews headlines in file order, title only, published one second apart."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    labelled: list[Labelled] = []
-    with jsonl.open(encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
-            row = json.loads(line)
-            when = start + timedelta(seconds=index)
-            labelled.append((_headline(row["id"], row["text"], when), str(row["story"])))
-    return labelled
-
-
-def _headline(key: str, text: str, when: datetime, feed: str = "googlenews") -> Article:
-    return Article(
-        feed_url=f"http://127.0.0.1:8000/{feed}",
-        entry_index=0,
-        guid=key,
-        url=None,
-        canonical_url=None,
-        title=text,
-        summary="",
-        content="",
-        content_hash=hashlib.sha256(f"{key}\n{text}".encode()).hexdigest(),
-        published=when,
-        fetched=when,
+    documents = tuple(
+        Document("/" + file, (FEEDS_DIR / file).read_bytes())
+        for file in sorted({row["file"] for row in rows})
     )
+    return Replay((documents,), tuple((row["link"], row["event"]) for row in rows))
+
+
+def googlenews_replay(jsonl: Path = GOOGLENEWS_JSONL, batch: int = GOOGLENEWS_BATCH) -> Replay:
+    """GoogleNews headlines in file order through one feed, ``batch`` new items a round.
+
+    The items carry no date, so the daemon dates them at fetch time; they are listed in
+    file order, so within a round (one fetch time, one feed) the entry index keeps the
+    file's order.  Each round's document also lists the previous round's items again,
+    as a real feed lists its recent items: those are known and skipped.  The first
+    round is the feed's baseline (stored and clustered like the others).
+    """
+    with jsonl.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    items = [(f"https://gn.example/{row['id']}", str(row["text"])) for row in rows]
+    rounds = tuple(
+        (
+            Document(
+                "/googlenews.xml", rss_document("GoogleNews", items[max(0, i - batch) : i + batch])
+            ),
+        )
+        for i in range(0, len(items), batch)
+    )
+    return Replay(
+        rounds, tuple((link, str(row["story"])) for (link, _), row in zip(items, rows, strict=True))
+    )
+
+
+def rss_document(title: str, items: Sequence[tuple[str, str]]) -> bytes:
+    """An RSS 2.0 document of (link, title) items: no date, no guid, no description."""
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<rss version="2.0"><channel>',
+        f"<title>{escape(title)}</title><link>https://gn.example/</link>",
+        f"<description>{escape(title)} replay</description>",
+        *(
+            f"<item><title>{escape(text)}</title><link>{escape(link)}</link></item>"
+            for link, text in items
+        ),
+        "</channel></rss>",
+    ]
+    return "\n".join(lines).encode("utf-8")
+
+
+def replay_articles(
+    replay: Replay, start: datetime, base: str = IN_PROCESS_BASE
+) -> Iterator[list[Article]]:
+    """Per round, its articles through the daemon's parse and normalise stages, in the
+    order one tick clusters them: (published, feed URL, entry index)."""
+    for number, documents in enumerate(replay.rounds):
+        fetched = start + timedelta(seconds=number)
+        articles: list[Article] = []
+        for doc in documents:
+            feed_url = base + doc.path
+            articles += process_document(
+                feed_url, doc.body, url=feed_url, content_type=doc.content_type, fetched=fetched
+            ).articles
+        articles.sort(key=lambda a: (a.published, a.feed_url, a.entry_index))
+        yield articles
 
 
 # --- runs ------------------------------------------------------------------------------
 
 
-def run_clusterer(source: Iterable[Labelled], clusterer: Clusterer | None = None) -> Outcome:
-    """Cluster the source in-process, as the daemon's planner does (no tracked entities)."""
+@dataclass(frozen=True)
+class Placement:
+    """What a run stored: each article link's story, how many articles, at what cost."""
+
+    story_of_link: dict[str, str]
+    stored: int
+    seconds: float  # the whole run (in-process: parse, normalise, cluster)
+    detail: str = ""
+
+
+def outcome(replay: Replay, placement: Placement) -> Outcome:
+    """True and predicted story of each labelled entry."""
+    missing = [link for link, _ in replay.labels if link not in placement.story_of_link]
+    if missing:
+        raise RuntimeError(f"{len(missing)} labelled entries not stored, e.g. {missing[:3]}")
+    return Outcome(
+        truth=[label for _, label in replay.labels],
+        predicted=[placement.story_of_link[link] for link, _ in replay.labels],
+        seconds=placement.seconds,
+        stored=placement.stored,
+    )
+
+
+def run_in_process(replay: Replay, clusterer: Clusterer | None = None) -> Placement:
+    """The fast path: parse, normalise and cluster in this process, no HTTP, no storage.
+
+    Dedupes as the ingest planner does (a feed's guid seen before, or a canonical URL
+    stored before, is not placed again) and places the rest with default thresholds and
+    no tracked entities.
+    """
     clusterer = clusterer or Clusterer()
-    items = list(source)
-    counter = iter(range(1, len(items) + 1))
-    predicted: list[str] = []
+    ids = iter(range(1, 1 << 62))
+    story_of_link: dict[str, str] = {}
+    by_guid: dict[tuple[str, str], str] = {}
+    by_url: dict[str, str] = {}
+    stored = 0
     began = time.perf_counter()
-    for article, _label in items:
-        decision = clusterer.place(article, (), lambda: f"s{next(counter)}")
-        assert decision.story_id is not None
-        predicted.append(decision.story_id)
-    seconds = time.perf_counter() - began
-    return Outcome([label for _, label in items], predicted, seconds)
+    for articles in replay_articles(replay, datetime.now(UTC).replace(microsecond=0)):
+        for article in articles:
+            story = by_guid.get((article.feed_url, article.guid))
+            if story is None and article.canonical_url:
+                story = by_url.get(article.canonical_url)
+            if story is None:
+                decision = clusterer.place(article, (), lambda: f"s{next(ids)}")
+                assert decision.story_id is not None
+                story = decision.story_id
+                stored += 1
+                if article.canonical_url:
+                    by_url[article.canonical_url] = story
+            by_guid[(article.feed_url, article.guid)] = story
+            if article.url:
+                story_of_link.setdefault(article.url, story)
+    return Placement(story_of_link, stored, time.perf_counter() - began)
 
 
-SETS: dict[str, Callable[[], list[Labelled]]] = {
-    "events-2026-04-25.tsv": events_source,
-    "googlenews-headlines.jsonl": googlenews_source,
+_POLL_REPORT = re.compile(r"polled (\d+) feeds in ([\d.]+)s: (\d+) failed.*?; (\d+) new articles")
+
+
+def run_daemon(replay: Replay, workdir: Path) -> Placement:
+    """The daemon's path: serve each round on 127.0.0.1, run ``monitor poll``, and read
+    the stories back with ``monitor stories --all --json`` (SQLite in ``workdir``)."""
+    from tests.feedserver import FeedServer
+
+    config = workdir / "feeds.yaml"
+    seconds = cycle = 0.0
+    stored = 0
+    with FeedServer(root=None) as server:
+        for documents in replay.rounds:
+            for doc in documents:
+                server.route(doc.path, body=doc.body, headers={"Content-Type": doc.content_type})
+            _write_config(config, [server.url(doc.path) for doc in documents])
+            began = time.perf_counter()
+            report = _monitor(config, "poll").stderr
+            seconds += time.perf_counter() - began
+            found = _POLL_REPORT.search(report)
+            if found is None or found.group(3) != "0" or int(found.group(1)) != len(documents):
+                raise RuntimeError(f"monitor poll went wrong: {report.strip()}")
+            cycle += float(found.group(2))
+            stored += int(found.group(4))
+    stories = json.loads(_monitor(config, "stories", "--all", "--json").stdout)
+    story_of_link = {
+        article["url"]: story["id"]
+        for story in stories
+        for article in story["articles"]
+        if article["url"]
+    }
+    detail = (
+        f"{len(replay.rounds)} `monitor poll` runs, {seconds:.1f} s wall "
+        f"(poll cycles {cycle:.1f} s: {stored / cycle if cycle else 0:,.0f} articles/s)"
+    )
+    return Placement(story_of_link, stored, seconds, detail)
+
+
+def _write_config(path: Path, feed_urls: Sequence[str]) -> None:
+    feeds = "".join(f"  - url: {url}\n" for url in feed_urls)
+    path.write_text(
+        f"version: 1\nsettings:\n  database: sqlite:///monitor.db\n  timeout: 30s\nfeeds:\n{feeds}",
+        encoding="utf-8",
+    )
+
+
+def _monitor(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "monitor", "--config", str(config), "--log-level", "warning"]
+    done = subprocess.run(
+        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"monitor {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done
+
+
+SETS: dict[str, Callable[[int], Replay]] = {
+    "events-2026-04-25.tsv": lambda batch: events_replay(),
+    "googlenews-headlines.jsonl": lambda batch: googlenews_replay(batch=batch),
 }
 
 TARGETS: dict[str, dict[str, float]] = {
@@ -360,7 +507,8 @@ def entity_match_time(counts: Sequence[int] = (10, 5000)) -> list[tuple[int, flo
     """(entities, build ms, µs per article) matching the events set's articles."""
     from monitor.entities import EntityMatcher
 
-    articles = [article for article, _ in events_source()]
+    start = datetime.now(UTC)
+    articles = [a for batch in replay_articles(events_replay(), start) for a in batch]
     out = []
     for count in counts:
         entities = synthetic_entities(count)
@@ -400,15 +548,37 @@ def _print_report(name: str, figures: dict[str, float]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--in-process", action="store_true", help="cluster in this process (fast, for tuning)"
+    )
+    parser.add_argument("--sets", default=",".join(SETS), help="labelled sets to replay")
+    parser.add_argument(
+        "--batch", type=int, default=GOOGLENEWS_BATCH, help="GoogleNews items new per round"
+    )
+    parser.add_argument("--keep", type=Path, help="daemon path: keep the database in this dir")
     parser.add_argument("--no-scale", action="store_true", help="skip the synthetic scale run")
     parser.add_argument("--sizes", default="10000,100000", help="stored articles to time at")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     missed = False
-    for name, source in SETS.items():
-        figures = report(name, run_clusterer(source()))
+    path = "in-process" if args.in_process else "daemon (`monitor poll` on served feeds)"
+    print(f"path: {path}; default thresholds")
+    for name in args.sets.split(","):
+        replay = SETS[name](args.batch)
+        if args.in_process:
+            placement = run_in_process(replay)
+        elif args.keep is not None:
+            workdir = args.keep / name.split(".")[0]
+            workdir.mkdir(parents=True, exist_ok=False)
+            placement = run_daemon(replay, workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="cluster-quality-") as tmp:
+                placement = run_daemon(replay, Path(tmp))
+        figures = report(name, outcome(replay, placement))
         _print_report(name, figures)
+        if placement.detail:
+            print(f"  {placement.detail}")
         missed |= any(figures[m] < t for m, t in TARGETS.get(name, {}).items())
     if not args.no_scale:
         print("\nper-article clustering time (place: decide + record), synthetic articles")
