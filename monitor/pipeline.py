@@ -11,11 +11,13 @@ import asyncio
 import functools
 import logging
 import random
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from monitor.config import Config, FeedConfig
 from monitor.errors import ParseError
@@ -38,8 +40,8 @@ from storage.store import Store
 
 log = logging.getLogger("monitor.poll")
 
-# a hostile document can keep feedparser's fallback parser busy for minutes: the cycle
-# stops waiting for it after this many times the fetch timeout
+# a hostile document can keep feedparser's fallback parser busy for minutes: a pool worker
+# gives up on it after this many times the fetch timeout
 PARSE_TIMEOUT_FACTOR = 2
 
 
@@ -132,23 +134,38 @@ async def _process(
     engine: Engine, feed_url: str, fetched: FetchResult, now: datetime
 ) -> ProcessedFeed:
     assert fetched.content is not None
-    job = functools.partial(
-        process_document,
-        feed_url,
-        fetched.content,
-        url=fetched.final_url or fetched.url,
-        content_type=fetched.content_type,
-        headers=fetched.headers,
-        fetched=now,
-    )
+    kwargs: dict[str, Any] = {
+        "url": fetched.final_url or fetched.url,
+        "content_type": fetched.content_type,
+        "headers": fetched.headers,
+        "fetched": now,
+    }
     if engine.executor is None:
-        return job()
-    future = asyncio.get_running_loop().run_in_executor(engine.executor, job)
+        return process_document(feed_url, fetched.content, **kwargs)
     limit = PARSE_TIMEOUT_FACTOR * engine.config.settings.timeout.total_seconds()
+    job = functools.partial(parse_with_limit, limit, feed_url, fetched.content, kwargs)
+    return await asyncio.get_running_loop().run_in_executor(engine.executor, job)
+
+
+def parse_with_limit(
+    limit: float, feed_url: str, content: bytes, kwargs: dict[str, Any]
+) -> ProcessedFeed:
+    """Run in a pool worker: parse, but stop after ``limit`` seconds of the worker's own time.
+
+    The clock starts when the worker picks the job up (time in the queue does not count)
+    and the alarm really interrupts a runaway parse, freeing the worker for the next feed.
+    """
+
+    def expired(signum: int, frame: object) -> None:
+        raise ParseError(f"parsing took longer than {limit:.0f}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
-        return await asyncio.wait_for(future, limit)
-    except TimeoutError:
-        raise ParseError(f"parsing took longer than {limit:.0f}s") from None
+        return process_document(feed_url, content, **kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:
