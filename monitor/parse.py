@@ -84,6 +84,7 @@ def parse_feed(
         return parse_json_feed(body, url=url)
     _refuse_non_xml(body)
     _refuse_hostile_dtd(body)
+    body = repair_utf8(body, content_type)
     result = feedparser.parse(
         io.BytesIO(body),
         response_headers=_response_headers(url, content_type, headers),
@@ -103,6 +104,38 @@ def parse_feed(
         else None,
         link=_plain_string(feed.get("link")),
     )
+
+
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.IGNORECASE)
+
+
+def repair_utf8(body: bytes, content_type: str | None) -> bytes:
+    """Replace the few invalid bytes of a mostly valid UTF-8 document with U+FFFD.
+
+    Faced with one bad byte under a UTF-8 declaration, feedparser re-decodes the whole
+    document as a legacy charset and garbles every valid non-ASCII character. A document
+    with no valid multi-byte sequence at all is more likely a mislabelled legacy charset,
+    which feedparser's own fallback reads better, so it is left alone.
+    """
+    declared = _XML_ENCODING.match(body[:300])
+    charset = declared.group(1).decode() if declared else None
+    if charset is None and content_type:
+        found = _CHARSET.search(content_type)
+        charset = found.group(1) if found else None
+    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return body
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return body
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        good = sum(1 for ch in text if ord(ch) > 127) - bad
+        if good >= bad:
+            return text.encode("utf-8")
+    return body
 
 
 def ttl_seconds(feed: Mapping[str, Any]) -> float | None:
