@@ -15,7 +15,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.health import HealthServer
+from monitor.model import Article, StoryDecision
 from monitor.pipeline import Engine, run_cycle, utcnow
 from storage.lock import InstanceLock, lock_path_for
 from storage.store import Store
@@ -61,6 +62,29 @@ def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
     return clusterer
 
 
+class LazyClusterer:
+    """Warms the clusterer on first use: a cycle with nothing new (all 304s) never pays
+    for replaying the story window."""
+
+    def __init__(self, cfg: Config, store: Store) -> None:
+        self._cfg = cfg
+        self._store = store
+        self._clusterer: Clusterer | None = None
+
+    def _get(self) -> Clusterer:
+        if self._clusterer is None:
+            self._clusterer = build_clusterer(self._cfg, self._store, utcnow())
+        return self._clusterer
+
+    def place(
+        self, article: Article, entities: Sequence[str], new_story_id: Callable[[], str]
+    ) -> StoryDecision:
+        return self._get().place(article, entities, new_story_id)
+
+    def story_title(self, story_id: str) -> str | None:
+        return self._get().story_title(story_id)
+
+
 def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:
     now = utcnow()
     store.feeds.sync([(f.url, f.name) for f in cfg.feeds], now)
@@ -70,7 +94,7 @@ def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine
     return Engine(
         config=cfg,
         store=store,
-        clusterer=build_clusterer(cfg, store, now),
+        clusterer=LazyClusterer(cfg, store),
         matcher=EntityMatcher(cfg.entities),
         executor=executor,
         rng=random.Random(),
@@ -168,11 +192,9 @@ class Daemon:
                 self._rewarm()
 
     def _rewarm(self) -> None:
-        """After a failed write the clusterer may hold articles that were never stored."""
-        try:
-            self.engine.clusterer = build_clusterer(self.engine.config, self.engine.store, utcnow())
-        except Exception as exc:  # noqa: BLE001
-            log.error("rewarm_failed error=%r", str(exc))
+        """After a failed write the clusterer may hold articles that were never stored:
+        start again from the database at the next use."""
+        self.engine.clusterer = LazyClusterer(self.engine.config, self.engine.store)
 
     async def deliver(self) -> None:
         from monitor.delivery import deliver_pending, refresh_health
