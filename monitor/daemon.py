@@ -162,6 +162,7 @@ class Daemon:
         self.last_tick: datetime | None = None
         self.started_at = utcnow()
         self.health: dict[str, int] = {}
+        self.delivering = False
         self._cycle_lock = asyncio.Lock()
         self._config_stamp = _stamp(cfg.path)
 
@@ -199,12 +200,21 @@ class Daemon:
     async def deliver(self) -> None:
         from monitor.delivery import deliver_pending, refresh_health
 
+        if self.stop.is_set():
+            return
+        self.delivering = True
         try:
             await deliver_pending(self.engine)
             if self.engine.config.settings.http is not None:
                 await refresh_health(self)
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery_failed error=%r", exc)
+        finally:
+            self.delivering = False
+
+    @property
+    def busy(self) -> bool:
+        return self._cycle_lock.locked() or self.delivering
 
     async def retention(self) -> None:
         keep = self.engine.config.settings.retention
@@ -323,11 +333,13 @@ async def run_daemon(cfg: Config) -> None:
         try:
             await daemon.stop.wait()
             log.info("stopping: finishing the work in hand")
-            scheduler.shutdown(wait=False)
+            # pausing starts no new job; shutting down would cancel the running ones
+            scheduler.pause()
             deadline = cfg.settings.timeout.total_seconds() + 3
             started = time.monotonic()
-            while daemon._cycle_lock.locked() and time.monotonic() - started < deadline:
+            while daemon.busy and time.monotonic() - started < deadline:
                 await asyncio.sleep(0.1)
+            scheduler.shutdown(wait=False)
         finally:
             if health is not None:
                 await health.close()

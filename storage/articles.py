@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_,
 from sqlalchemy.orm import Session
 
 from monitor.model import Article as ArticleRecord
+from storage.engine import write_retrying
 from storage.feeds import write_updates
 from storage.outbox import row_values
 from storage.records import IngestPlan, KnownKeys, StoredArticle
@@ -94,8 +95,12 @@ class ArticleRepo:
 
     def apply(self, plan: IngestPlan) -> None:
         """Write a whole tick in one transaction: articles and the alerts they cause together."""
-        with self.engine.begin() as conn:
-            apply_plan(conn, plan)
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                apply_plan(conn, plan)
+
+        write_retrying(write)
 
     def recent(self, since: datetime) -> Iterator[StoredArticle]:
         """Articles published since ``since`` in arrival order (for the clusterer's warm start)."""

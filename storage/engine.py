@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -18,7 +21,8 @@ log = logging.getLogger("storage")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SCHEMA_HEAD = "0001"  # newest migration; a test checks it against the scripts
-SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's lock before failing
+SQLITE_BUSY_MS = 5_000  # one wait for another process's lock; write_retrying logs and retries
+LOCK_RETRY_FOR = 120.0  # seconds a write keeps retrying a locked SQLite database
 
 
 def normalise_url(url: str) -> str:
@@ -38,6 +42,7 @@ def make_engine(url: str) -> Engine:
                 url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
             )
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -46,12 +51,45 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite commits before DDL on its own; take transaction control so that a migration
+    # killed half-way rolls back as a whole instead of leaving tables without a version
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    # extra pragmas, e.g. MONITOR_SQLITE_PRAGMAS="max_page_count=250000" to cap the file size
+    for pragma in filter(None, os.environ.get("MONITOR_SQLITE_PRAGMAS", "").split(";")):
+        name, _, value = pragma.partition("=")
+        if name.strip().isidentifier() and value.strip().isalnum():
+            cur.execute(f"PRAGMA {name.strip()}={value.strip()}")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+T = TypeVar("T")
+
+
+def write_retrying(write: Callable[[], T]) -> T:
+    """Run a write; while another process holds the SQLite lock, say so and try again."""
+    started = time.monotonic()
+    while True:
+        try:
+            return write()
+        except OperationalError as exc:
+            waited = time.monotonic() - started
+            if "locked" not in str(exc.orig) or waited > LOCK_RETRY_FOR:
+                raise
+            log.warning(
+                "database_locked by another process: waited %.0fs, retrying (up to %.0fs)",
+                waited + SQLITE_BUSY_MS / 1000,
+                LOCK_RETRY_FOR,
+            )
+            time.sleep(0.5)
 
 
 def safe_url(url: str) -> str:
