@@ -20,6 +20,8 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor.cluster import Clusterer
 from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
@@ -185,8 +187,8 @@ class Daemon:
                         report.stats.alerts,
                         report.seconds,
                     )
-            except StorageError as exc:
-                log.error("cycle_failed storage error=%r (will retry)", str(exc))
+            except (StorageError, SQLAlchemyError) as exc:
+                log.error("cycle_failed storage error=%r (will retry)", _first_line(exc))
                 self._rewarm()
             except Exception as exc:  # noqa: BLE001 - keep the daemon alive, loudly
                 log.exception("cycle_failed error=%r", exc)
@@ -207,6 +209,8 @@ class Daemon:
             await deliver_pending(self.engine)
             if self.engine.config.settings.http is not None:
                 await refresh_health(self)
+        except SQLAlchemyError as exc:
+            log.error("delivery_deferred storage error=%r (will retry)", _first_line(exc))
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery_failed error=%r", exc)
         finally:
@@ -263,6 +267,10 @@ class Daemon:
             len(cfg.alerts),
             cancelled,
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

@@ -68,7 +68,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # "IMMEDIATE" for migrations: two processes starting on a new file must not both
+    # read "no schema" and then race to create it
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}")
 
 
 T = TypeVar("T")
@@ -118,11 +120,18 @@ def migrate(engine: Engine) -> None:
     """
     if current_revision(engine) == SCHEMA_HEAD:
         return
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     from alembic import command
 
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     try:
-        with engine.begin() as conn:
+        with (
+            engine.connect() as plain,
+            plain.execution_options(sqlite_begin="IMMEDIATE").begin() as tx,
+        ):
+            conn = tx.connection
+            if conn.dialect.name == "postgresql":
+                # concurrent start-ups on a new database migrate one at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(7105323)"))
             cfg = alembic_config(engine)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

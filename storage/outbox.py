@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 
 from monitor.model import OutboxAlert
+from storage.engine import write_retrying
 from storage.tables import Outbox
 
 
@@ -109,12 +110,16 @@ class OutboxRepo:
 
     def _set(self, alert_id: str, **values: object) -> None:
         """Change a row that is still pending (a cancelled row stays cancelled)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Outbox)
-                .where(Outbox.id == alert_id, Outbox.state == "pending")
-                .values(**values)
-            )
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Outbox)
+                    .where(Outbox.id == alert_id, Outbox.state == "pending")
+                    .values(**values)
+                )
+
+        write_retrying(write)
 
     def retry(self, *, alert_id: str | None = None, channel: str | None = None) -> int:
         """Put failed alerts back to pending (same id, attempts reset)."""
