@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.model import Article as ArticleRecord
@@ -217,11 +217,13 @@ def _insert_sources(conn: Connection, sources: Sequence[tuple[str, int, datetime
         return
     wanted = {(a, f): seen for a, f, seen in sources}
     existing: set[tuple[str, int]] = set()
-    keys = list(wanted)
-    for part in chunks(keys):
+    # by article id alone: the primary key's first column serves it (a row-value IN list
+    # makes SQLite scan the whole table)
+    article_ids = sorted({a for a, _ in wanted})
+    for part in chunks(article_ids):
         rows = conn.execute(
             select(ArticleSource.article_id, ArticleSource.feed_id).where(
-                tuple_(ArticleSource.article_id, ArticleSource.feed_id).in_(list(part))
+                ArticleSource.article_id.in_(list(part))
             )
         )
         existing.update((a, f) for a, f in rows)
