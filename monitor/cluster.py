@@ -279,6 +279,7 @@ class Clusterer:
             new_source=query.article.feed_url not in story.feeds,
             hours_apart=story.apart(query.article.published).total_seconds() / 3600.0,
             window_hours=self.window.total_seconds() / 3600.0,
+            title_only=not (query.article.summary or query.article.content),
         )
 
     def _keyword(self, query: _Query, story: Story) -> float:

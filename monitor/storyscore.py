@@ -31,8 +31,11 @@ class Thresholds:
     centroid_floor: float = 0.10  # drift cap: under this centroid cosine members count nothing
     keyword_weight: float = 1.0  # times the story-keyword share of the article
     keyword_support: int = 2  # members of a story that must contain a term for a keyword
-    keyword_floor: float = 0.15  # keywords count only from this closest-member cosine on
-    keyword_evidence: float = 0.3  # a keyword share this high is one more piece of evidence
+    keyword_floor: float = 0.18  # keywords count only from this closest-member cosine on
+    keyword_centroid_floor: float = 0.05  # ... and this centroid cosine on (drift cap)
+    keyword_evidence: float = 0.4  # a keyword share this high is one more piece of evidence
+    title_only_single: float = 0.6  # a title-only article joins on one piece of evidence
+    #                                 from this combined score on
     entity_bonus: float = 0.05  # per shared tracked entity (two at most)
     name_bonus: float = 0.06  # per shared informative name-like phrase (two at most)
     number_bonus: float = 0.04  # per shared number other than a year (two at most)
@@ -67,6 +70,7 @@ class Signals:
     new_source: bool = False  # no article of the story came from the article's feed
     hours_apart: float = 0.0  # from the story's nearest member
     window_hours: float = 72.0
+    title_only: bool = False  # the article has a title and nothing else (no summary, content)
 
 
 def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[str, float]:
@@ -82,7 +86,10 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
     (only once the closest member is somewhat similar), shared names, entities and
     numbers and a new source, times a decay with the time to the story's nearest
     article.  "similar" also needs ``min_evidence`` distinct pieces of evidence, so
-    one shared word, however rare, never makes a story on its own.
+    one shared word, however rare, never makes a story on its own; except for an
+    article that is nothing but a title (a handful of words, so two informative words
+    in common are rare even within one story), which may join on one piece of evidence
+    when its combined score reaches ``title_only_single``, well above ``join``.
     """
     t = thresholds
     if signals.same_key:
@@ -91,7 +98,12 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
         return "exact", round(signals.near_duplicate, 4)
     member = signals.member_cosine if signals.centroid_cosine >= t.centroid_floor else 0.0
     text = t.member_weight * member + (1.0 - t.member_weight) * signals.centroid_cosine
-    keyword = signals.keyword if signals.member_cosine >= t.keyword_floor else 0.0
+    keyword = (
+        signals.keyword
+        if signals.member_cosine >= t.keyword_floor
+        and signals.centroid_cosine >= t.keyword_centroid_floor
+        else 0.0
+    )
     bonus = (
         t.keyword_weight * keyword
         + t.name_bonus * min(signals.shared_names, 2)
@@ -108,5 +120,7 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
         + (1 if keyword >= t.keyword_evidence else 0)
     )
     if combined >= t.join and evidence >= t.min_evidence:
+        return "similar", combined
+    if signals.title_only and evidence >= 1 and combined >= max(t.join, t.title_only_single):
         return "similar", combined
     return "new", combined

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -154,7 +155,7 @@ def run(articles: list[Article], clusterer: Clusterer | None = None) -> list[Sto
         (Signals(member_cosine=0.6, centroid_cosine=0.05, shared_terms=3), "new", 0.0, 0.05),
         # story keywords help only once the closest member is somewhat similar
         (
-            Signals(member_cosine=0.16, centroid_cosine=0.15, keyword=0.4, shared_terms=1),
+            Signals(member_cosine=0.2, centroid_cosine=0.15, keyword=0.4, shared_terms=1),
             "similar",
             0.5,
             0.6,
@@ -165,6 +166,40 @@ def run(articles: list[Article], clusterer: Clusterer | None = None) -> list[Sto
             0,
             0.2,
         ),
+        # ... and while the story has not drifted away from the article (centroid)
+        (
+            Signals(member_cosine=0.3, centroid_cosine=0.04, keyword=0.5, shared_terms=2),
+            "new",
+            0,
+            0.05,
+        ),
+        # a weak keyword share is no second piece of evidence
+        (
+            Signals(member_cosine=0.45, centroid_cosine=0.45, keyword=0.3, shared_terms=1),
+            "new",
+            0.7,
+            0.8,
+        ),
+        # a bare title may join on one piece of evidence, but only with a high score
+        (
+            Signals(
+                member_cosine=0.45,
+                centroid_cosine=0.45,
+                keyword=0.3,
+                shared_terms=1,
+                title_only=True,
+            ),
+            "similar",
+            0.7,
+            0.8,
+        ),
+        (
+            Signals(member_cosine=0.5, centroid_cosine=0.5, shared_terms=1, title_only=True),
+            "new",
+            0.5,
+            0.55,
+        ),
+        (Signals(member_cosine=0.9, centroid_cosine=0.9, title_only=True), "new", 0.9, 0.9),
         # time: the same evidence a window apart scores less
         (
             Signals(member_cosine=0.3, centroid_cosine=0.3, shared_terms=3, hours_apart=72.0),
@@ -276,6 +311,25 @@ def test_a_different_event_about_the_same_person_stays_apart() -> None:
     decisions = run([*background(), *MUTINY, CRASH])
     assert decisions[-1].method == "new"
     assert decisions[-1].story_id != decisions[-2].story_id
+
+
+def test_bare_titles_of_one_event_join_and_another_event_stays_apart() -> None:
+    def bare(a: Article) -> Article:
+        return replace(a, summary="", content="")
+
+    more = [
+        article("Prigozhin mutiny: what we know", at=timedelta(hours=4)),
+        article(
+            "Prigozhin to move to Belarus, Kremlin says",
+            feed="https://x.example/rss",
+            at=timedelta(hours=5),
+        ),
+    ]
+    stream = [bare(a) for a in [*background(), *MUTINY, *more, CRASH]]
+    decisions = run(stream)
+    mutiny, crash = decisions[-6:-1], decisions[-1]
+    assert len({d.story_id for d in mutiny}) == 1
+    assert crash.method == "new"
 
 
 def test_tracked_entities_are_shared_but_do_not_make_a_story_alone() -> None:
