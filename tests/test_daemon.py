@@ -209,3 +209,26 @@ def test_healthz_and_metrics_are_served(server, tmp_path):
         assert "monitor_articles_stored_total 1" in metrics
     finally:
         assert stop(proc)[0] == 0
+
+
+def test_sighup_reloads_even_when_the_file_looks_unchanged(server, tmp_path):
+    """SIGHUP reloads by itself: the edit keeps size and mtime, so the watcher cannot see it."""
+    first = LiveFeed("First", [Item("1", "Wagner convoy spotted", "On the M4.")])
+    other = LiveFeed("Other", [Item("1", "Harbour reopens", "Ships return.")])
+    u1, u2 = serve(server, "/aaaa", first), serve(server, "/bbbb", other)
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(config_text([u1]))
+    proc = start_daemon(tmp_path)
+    try:
+        assert wait_for(lambda: server.hits("/aaaa") >= 1)
+        stat = cfg.stat()
+        cfg.write_text(config_text([u2]))  # same length: only the path differs
+        os.utime(cfg, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        time.sleep(2.5)
+        assert server.hits("/bbbb") == 0
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: server.hits("/bbbb") >= 1), "SIGHUP did not reload"
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "reloaded (SIGHUP)" in err
