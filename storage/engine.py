@@ -123,7 +123,7 @@ def migrate(engine: Engine) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     from alembic import command
 
-    try:
+    def upgrade() -> None:
         with (
             engine.connect() as plain,
             plain.execution_options(sqlite_begin="IMMEDIATE").begin() as tx,
@@ -135,6 +135,9 @@ def migrate(engine: Engine) -> None:
             cfg = alembic_config(engine)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    try:
+        write_retrying(upgrade)  # another process may hold the lock (or be migrating)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate database {safe_url(str(engine.url))}: {exc}") from exc
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from storage.engine import write_retrying
 from storage.records import FeedState, FeedUpdate
 from storage.tables import ArticleSource, Feed
 
@@ -49,6 +50,9 @@ class FeedRepo:
 
     def sync(self, feeds: Sequence[tuple[str, str | None]], now: datetime) -> None:
         """Make sure every configured (url, name) has a row; new feeds are due at once."""
+        write_retrying(lambda: self._sync(feeds, now))
+
+    def _sync(self, feeds: Sequence[tuple[str, str | None]], now: datetime) -> None:
         with self.engine.begin() as conn:
             known = {url: name for url, name in conn.execute(select(Feed.url, Feed.name))}
             fresh = [

