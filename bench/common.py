@@ -6,7 +6,7 @@ Heavy imports stay inside functions: a measured child process that imports this 
 
 Also runnable::
 
-    python -m bench.common serve --relpaths FILE.json --n 200   # one JSON line, then serves
+    python -m bench.common serve --n 20   # paths: a JSON line on stdin; serves until EOF
     python -m bench.common timed-poll --config feeds.yaml --out timings.json
 
 ``timed-poll`` runs ``monitor poll`` in this process with timers around the stages of the
@@ -119,9 +119,10 @@ def mix_summary(files: Sequence[CorpusFile], n: int) -> str:
 class ServerProcess:
     """``tests.feedserver.FeedServer`` in a child process: its CPU is not the client's.
 
-    The child builds ``copy_urls(relpaths, n)``, fetches every distinct file once (so its
-    cache is warm before anything is timed), prints ``{"base_url", "urls"}`` and serves
-    until its stdin closes.
+    The child reads the corpus paths (one JSON line on its stdin), builds
+    ``copy_urls(relpaths, n)``, fetches every distinct file once (so its cache is warm
+    before anything is timed), prints ``{"base_url", "urls"}`` and serves until its stdin
+    closes (also when this process dies: nothing is left behind).
     """
 
     def __init__(self, relpaths: Sequence[str], n: int) -> None:
@@ -130,20 +131,18 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.urls: list[str] = []
         self.base_url = ""
-        self._tmp = tempfile.TemporaryDirectory(prefix="bench-server-")
 
     def __enter__(self) -> ServerProcess:
-        listing = Path(self._tmp.name) / "relpaths.json"
-        listing.write_text(json.dumps(self.relpaths))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.common", "serve", "--relpaths", str(listing)]
-            + ["--n", str(self.n)],
+            [sys.executable, "-m", "bench.common", "serve", "--n", str(self.n)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self.proc.stdout is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(self.relpaths) + "\n")
+        self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("feed server process died at start-up")
@@ -160,16 +159,15 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._tmp.cleanup()
 
 
-def _serve(relpaths_file: str, n: int) -> None:
+def _serve(n: int) -> None:
     import urllib.request
 
     sys.path.insert(0, str(ROOT))
     from tests.feedserver import FeedServer
 
-    relpaths = json.loads(Path(relpaths_file).read_text())
+    relpaths = json.loads(sys.stdin.readline())
     server = FeedServer(FEEDS_DIR).start()
     try:
         for rel in relpaths:  # warm the file cache (read + hash) before anything is timed
@@ -585,15 +583,14 @@ def _timed_poll(config: str, out: str) -> None:
 def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.common")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve")
-    s.add_argument("--relpaths", required=True)
+    s = sub.add_parser("serve", help="the feed server (paths: one JSON line on stdin)")
     s.add_argument("--n", type=int, required=True)
     t = sub.add_parser("timed-poll")
     t.add_argument("--config", required=True)
     t.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
-        _serve(args.relpaths, args.n)
+        _serve(args.n)
     else:
         _timed_poll(args.config, args.out)
 
