@@ -48,6 +48,7 @@ MAX_RETRY = 600.0  # never more than 10 minutes between tries
 JITTER = 0.2  # each delay is scaled by a random factor in [0.8, 1.0]
 GIVE_UP_AFTER = timedelta(hours=24)  # since the alert was due: then failed
 HOUR = timedelta(hours=1)
+LEASE_SLACK = timedelta(seconds=10)  # a claim outlives the send it covers by this much
 
 
 class OutboxStore(Protocol):
@@ -57,11 +58,20 @@ class OutboxStore(Protocol):
     ``pending`` (cancelled meanwhile by a config reload, say) changes nothing.
     """
 
-    def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
-        """Rows of ``channel`` with state ``pending`` and ``next_attempt`` NULL or <= ``now``.
+    def due_alerts(
+        self, channel: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[OutboxAlert]:
+        """Claim rows of ``channel`` with state ``pending`` and ``next_attempt`` NULL or
+        <= ``now`` that no other instance holds, for ``lease`` from ``now``.
 
-        Oldest first: ordered by ``created_at``, then ``id``; at most ``limit`` rows.
+        Oldest first: ordered by ``created_at``, then ``id``; at most ``limit`` rows. A
+        ``mark_*`` call ends the claim.
         """
+        ...
+
+    def renew(self, alert_id: str, now: datetime, lease: timedelta) -> bool:
+        """Hold a claimed row for ``lease`` from ``now`` before sending it; False when it is
+        no longer pending or another instance took it over (then it is not sent)."""
         ...
 
     def story_snapshot(self, story_id: str) -> StorySnapshot | None:
@@ -194,7 +204,7 @@ async def deliver_channel(
 ) -> DeliveryReport:
     """One pass over one channel's due rows (see the module docstring)."""
     run = _ChannelRun(store, channel, sender, policy, utc(now), rng)
-    singles, batch = run.sort(store.due_alerts(channel, run.now, limit))
+    singles, batch = run.sort(store.due_alerts(channel, run.now, limit, run.lease))
     resume_at = await run.send_digest(batch) if batch else None
     for index, alert in enumerate(singles):
         if resume_at is not None:
@@ -240,6 +250,7 @@ class _ChannelRun:
         self.held: list[str] = []
         self.error: str | None = None
         self._first_of_hour: dict[datetime, frozenset[str]] = {}
+        self.lease = timedelta(seconds=policy.send_timeout) + LEASE_SLACK
 
     def report(self) -> DeliveryReport:
         errors = {} if self.error is None else {self.channel: self.error}
@@ -313,8 +324,18 @@ class _ChannelRun:
         self.give_up(alert, f"story {alert.story_id} no longer exists", attempts=alert.attempts)
         return None
 
+    def still_ours(self, alert: OutboxAlert) -> bool:
+        """Renew the claim right before a send (earlier sends of the pass took time)."""
+        now = max(self.now, datetime.now(UTC))
+        if self.store.renew(alert.id, now, self.lease):
+            return True
+        log.info("alert_skipped channel=%s alert=%s (handled elsewhere)", self.channel, alert.id)
+        return False
+
     async def send_one(self, alert: OutboxAlert) -> datetime | None:
         """Send one alert; on a channel failure, return when the channel may try again."""
+        if not self.still_ours(alert):
+            return None
         body = self.body(alert)
         if body is None:
             return None
@@ -332,6 +353,8 @@ class _ChannelRun:
         members: list[tuple[OutboxAlert, datetime]] = []
         bodies: list[JsonBody] = []
         for alert, release in batch:
+            if not self.still_ours(alert):
+                continue
             body = self.body(alert)
             if body is not None:
                 members.append((alert, release))

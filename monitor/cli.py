@@ -175,7 +175,8 @@ def feeds(as_json: bool, enable_url: str | None) -> None:
         click.echo(
             f"{r['name']}  <{r['url']}>  status={status} errors={r['consecutive_errors']} "
             f"articles={r['articles']} last={r['last_fetch'] or '-'} "
-            f"next={r['next_poll'] or '-'}{'' if r['enabled'] else '  [disabled]'}{err}"
+            f"next={r['next_poll'] or '-'} by={r['polled_by'] or '-'}"
+            f"{'' if r['enabled'] else '  [disabled]'}{err}"
         )
 
 

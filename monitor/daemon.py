@@ -13,22 +13,22 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.cluster import Clusterer
+from monitor.claims import Claims, lease_for
+from monitor.clustercache import ClusterCache
 from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.health import HealthServer
-from monitor.model import Article, StoryDecision
 from monitor.pipeline import Engine, run_cycle, utcnow
+from storage.instances import is_dead_here
 from storage.lock import InstanceLock, lock_path_for
 from storage.store import Store
 
@@ -38,10 +38,9 @@ TICK_SECONDS = 2.0
 DELIVERY_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
 WATCH_SECONDS = 1.0
-
-
-def host_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+HEARTBEAT_SECONDS = 15.0
+INSTANCE_STALE = timedelta(seconds=60)  # no heartbeat for this long: the instance is gone
+MISMATCH_LOG_EVERY = timedelta(minutes=1)
 
 
 def make_executor() -> Executor | None:
@@ -54,53 +53,59 @@ def make_executor() -> Executor | None:
     )
 
 
-def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
-    """A clusterer warmed with the stored articles still inside the story window."""
-    clusterer = Clusterer(window=cfg.settings.story_window)
-    clusterer.replay(
-        (s.article, s.story_id, s.entities)
-        for s in store.articles.recent(clusterer.memory_start(now))
-    )
-    return clusterer
-
-
-class LazyClusterer:
-    """Warms the clusterer on first use: a cycle with nothing new (all 304s) never pays
-    for replaying the story window."""
-
-    def __init__(self, cfg: Config, store: Store) -> None:
-        self._cfg = cfg
-        self._store = store
-        self._clusterer: Clusterer | None = None
-
-    def _get(self) -> Clusterer:
-        if self._clusterer is None:
-            self._clusterer = build_clusterer(self._cfg, self._store, utcnow())
-        return self._clusterer
-
-    def place(
-        self, article: Article, entities: Sequence[str], new_story_id: Callable[[], str]
-    ) -> StoryDecision:
-        return self._get().place(article, entities, new_story_id)
-
-    def story_title(self, story_id: str) -> str | None:
-        return self._get().story_title(story_id)
-
-
 def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:
     now = utcnow()
     store.feeds.sync([(f.url, f.name) for f in cfg.feeds], now)
-    cancelled = store.outbox.cancel_channels([c.name for c in cfg.alerts])
-    if cancelled:
-        log.info("cancelled alerts=%d of channels no longer configured", cancelled)
+    free_dead_leases(store)
+    if not config_mismatch(store, cfg, now):
+        cancel_removed_channels(store, cfg)
     return Engine(
         config=cfg,
         store=store,
-        clusterer=LazyClusterer(cfg, store),
+        clusterer=ClusterCache(cfg, store),
         matcher=EntityMatcher(cfg.entities),
         executor=executor,
         rng=random.Random(),
-        host_id=host_id(),
+    )
+
+
+def cancel_removed_channels(store: Store, cfg: Config) -> int:
+    cancelled = store.outbox.cancel_channels([c.name for c in cfg.alerts])
+    if cancelled:
+        log.info("cancelled alerts=%d of channels no longer configured", cancelled)
+    return cancelled
+
+
+def free_dead_leases(store: Store) -> None:
+    """Leases of processes known to be gone are freed at once instead of running out:
+    on SQLite (one instance per file) every lease, on PostgreSQL those of dead processes
+    of this host."""
+    owners = store.feeds.lease_owners()
+    if store.shared:
+        owners = {o for o in owners if is_dead_here(o)}
+    if owners:
+        freed = store.feeds.release_owners(sorted(owners))
+        freed += store.outbox.release_owners(sorted(owners))
+        log.info("freed leases=%d of stopped instances %s", freed, ", ".join(sorted(owners)))
+
+
+def config_mismatch(store: Store, cfg: Config, now: datetime) -> list[str]:
+    """Heartbeat with this config's hash; the live instances running another config."""
+    if not store.shared:
+        return []
+    store.instances.heartbeat(store.owner, cfg.fingerprint(), now)
+    live = store.instances.live(now, INSTANCE_STALE)
+    return sorted(i for i, h in live.items() if i != store.owner and h != cfg.fingerprint())
+
+
+def claims_for(engine: Engine, *, due_only: bool) -> Claims:
+    cfg = engine.config
+    return Claims(
+        engine.store,
+        enabled_urls(cfg),
+        lease_for(cfg.settings.timeout),
+        engine.clock,
+        due_only=due_only,
     )
 
 
@@ -125,8 +130,7 @@ async def poll_once(cfg: Config, *, deliver_timeout: float) -> str:
         executor = make_executor()
         try:
             engine = build_engine(cfg, store, executor)
-            feeds = [s for s in store.feeds.states(enabled_urls(cfg)) if s.enabled]
-            report = await run_cycle(engine, feeds)
+            report = await run_cycle(engine, claims_for(engine, due_only=False))
             delivered = await deliver_for(engine, timeout=deliver_timeout)
         finally:
             if executor is not None:
@@ -167,6 +171,8 @@ class Daemon:
         self.delivering = False
         self._cycle_lock = asyncio.Lock()
         self._config_stamp = _stamp(cfg.path)
+        self.mismatched: list[str] = []
+        self._mismatch_logged: datetime | None = None
 
     async def tick(self) -> None:
         """Poll the feeds whose stored next poll has come."""
@@ -174,11 +180,9 @@ class Daemon:
         if self._cycle_lock.locked() or self.stop.is_set():
             return
         async with self._cycle_lock:
-            cfg = self.engine.config
             try:
-                due = self.engine.store.feeds.due(enabled_urls(cfg), utcnow())
-                if due:
-                    report = await run_cycle(self.engine, due)
+                report = await run_cycle(self.engine, claims_for(self.engine, due_only=True))
+                if report.polled:
                     log.info(
                         "cycle feeds=%d failed=%d new=%d alerts=%d seconds=%.1f",
                         report.polled,
@@ -197,7 +201,31 @@ class Daemon:
     def _rewarm(self) -> None:
         """After a failed write the clusterer may hold articles that were never stored:
         start again from the database at the next use."""
-        self.engine.clusterer = LazyClusterer(self.engine.config, self.engine.store)
+        self.engine.clusterer = ClusterCache(self.engine.config, self.engine.store)
+
+    async def coordinate(self) -> None:
+        """Heartbeat; while other live instances run another config, say so every minute."""
+        now = utcnow()
+        try:
+            others = await asyncio.to_thread(
+                config_mismatch, self.engine.store, self.engine.config, now
+            )
+        except SQLAlchemyError as exc:
+            log.error("heartbeat_failed storage error=%r (will retry)", _first_line(exc))
+            return
+        self.mismatched = others
+        if others and (
+            self._mismatch_logged is None or now - self._mismatch_logged >= MISMATCH_LOG_EVERY
+        ):
+            self._mismatch_logged = now
+            log.warning(
+                "config_mismatch instances=%s run another feeds.yaml (config %s here); "
+                "each claims only the feeds and channels of its own config",
+                ",".join(others),
+                self.engine.config.fingerprint()[:12],
+            )
+        elif not others:
+            self._mismatch_logged = None
 
     async def deliver(self) -> None:
         from monitor.delivery import deliver_pending, refresh_health
@@ -256,7 +284,11 @@ class Daemon:
             cfg = cfg.with_settings(database=s_old.database, http=s_old.http)
         store = self.engine.store
         store.feeds.sync([(f.url, f.name) for f in cfg.feeds], utcnow())
-        cancelled = store.outbox.cancel_channels([c.name for c in cfg.alerts])
+        # another instance may still deliver a channel this config dropped: leave its
+        # alerts alone until every instance runs the same config
+        cancelled = (
+            0 if config_mismatch(store, cfg, utcnow()) else cancel_removed_channels(store, cfg)
+        )
         self.engine.matcher = EntityMatcher(cfg.entities)
         self.engine.config = cfg
         log.info(
@@ -322,6 +354,16 @@ async def run_daemon(cfg: Config) -> None:
             id="retention",
             next_run_time=now,
         )
+        if store.shared:
+            scheduler.add_job(
+                daemon.coordinate,
+                "interval",
+                seconds=HEARTBEAT_SECONDS,
+                max_instances=1,
+                coalesce=True,
+                id="coordinate",
+                next_run_time=now,
+            )
         scheduler.add_job(
             daemon.watch_config,
             "interval",
@@ -353,6 +395,8 @@ async def run_daemon(cfg: Config) -> None:
                 await health.close()
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(SQLAlchemyError):
+                store.instances.leave([store.owner])
             store.close()
         log.info("stopped")
 

@@ -1,12 +1,12 @@
 """One error root for the whole project.
 
-    MonitorError
-     ├── ConfigError     invalid feeds.yaml (carries every problem with its place)
-     ├── FetchError      a feed could not be fetched (recorded on the feed, never fatal)
-     ├── ParseError      a response is not a readable feed (recorded on the feed)
-     ├── StorageError    the database is unusable (fatal for a command, retried by the daemon)
-     ├── LockError       another instance holds the instance lock
-     └── DeliveryError   a channel refused or could not take an alert (retried from the outbox)
+MonitorError
+ ├── ConfigError     invalid feeds.yaml (carries every problem with its place)
+ ├── FetchError      a feed could not be fetched (recorded on the feed, never fatal)
+ ├── ParseError      a response is not a readable feed (recorded on the feed)
+ ├── StorageError    the database is unusable (fatal for a command, retried by the daemon)
+ ├── LockError       another instance holds the instance lock
+ └── DeliveryError   a channel refused or could not take an alert (retried from the outbox)
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Every stage takes and returns these frozen dataclasses; none of them is an ORM r
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -68,6 +69,27 @@ class Article:
     content_hash: str
     published: datetime  # aware UTC, clamped to fetched
     fetched: datetime  # aware UTC
+    # computed by the parse worker so the clusterer need not; None when read from storage
+    features: PreparedFeatures | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFeatures:
+    """An article's text features that do not depend on the clusterer's memory.
+
+    ``monitor.textfeatures.prepare`` makes them where the article is parsed (a pool
+    worker) and ``unpack`` turns them back into ``TextFeatures``.  Packed into a few
+    strings: they cross a process boundary and wait, for every parsed entry, until the
+    cycle is stored, so many small objects would cost pickling time and memory.
+    """
+
+    title_weight: int  # the clusterer's title weight they were computed with
+    terms: str  # terms in first-seen order, space-separated (a term never holds a space)
+    counts: array[int]  # weighted count of each term
+    surface: str  # each term's word as written, space-separated like ``terms``
+    names: str  # folded phrase, as written, folded phrase, ... joined with "\x1f"
+    sketch: array[int]  # shingle sketch
+    kickers: tuple[str, ...]  # folded title kickers (rubric candidates)
 
 
 @dataclass(frozen=True)

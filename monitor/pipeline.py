@@ -1,8 +1,12 @@
-"""One poll cycle: fetch -> parse/normalise (process pool) -> decide -> cluster/match -> store.
+"""One poll cycle: claim -> fetch -> parse/normalise (process pool) -> decide ->
+cluster/match -> store.
 
-The coordinator sequences the stages and decides nothing itself: fetch state comes from
-``feedstate.decide``, what to write from ``ingest.plan_ingest``; storage writes the whole
-tick (fetch state, articles, stories, mentions, alerts) in one transaction.
+The coordinator sequences the stages and decides nothing itself: which feeds, from the
+leases of ``claims``; fetch state from ``feedstate.decide``; what to write from
+``ingest.plan_ingest``. Feeds are claimed as fetch slots free up, and finished feeds are
+stored in slices (each slice one transaction: fetch state, articles, stories, mentions,
+alerts) while the next ones are fetched, so memory stays bounded however many feeds are
+due. A cycle of up to ``STORE_SLICE`` feeds is one slice, clustered in a fixed order.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.claims import Claims, keeping_leases
+from monitor.clustercache import ClusterCache
 from monitor.config import Config, FeedConfig
 from monitor.errors import ParseError
 from monitor.feedstate import FeedDecision, PollOutcome, Timing, decide
@@ -28,7 +34,6 @@ from monitor.ingest import (
     FeedBatch,
     IngestStats,
     Matcher,
-    Placer,
     new_alert,
     plan_ingest,
 )
@@ -43,6 +48,7 @@ log = logging.getLogger("monitor.poll")
 # a hostile document can keep feedparser's fallback parser busy for minutes: a pool worker
 # gives up on it after this many times the fetch timeout
 PARSE_TIMEOUT_FACTOR = 2
+STORE_SLICE = 250  # feeds per store transaction: bounds the parsed entries held at once
 
 
 def utcnow() -> datetime:
@@ -55,12 +61,11 @@ class Engine:
 
     config: Config
     store: Store
-    clusterer: Placer
+    clusterer: ClusterCache
     matcher: Matcher
     executor: Executor | None = None
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = utcnow
-    host_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,24 +83,84 @@ class CycleReport:
     stats: IngestStats = field(default_factory=IngestStats)
     seconds: float = 0.0
 
+    def add(self, other: CycleReport) -> None:
+        self.polled += other.polled
+        self.failed += other.failed
+        self.not_modified += other.not_modified
+        st, o = self.stats, other.stats
+        st.new, st.duplicates, st.updated = (
+            st.new + o.new,
+            st.duplicates + o.duplicates,
+            st.updated + o.updated,
+        )
+        st.alerts += o.alerts
+        st.new_by_feed.update(o.new_by_feed)
 
-async def run_cycle(engine: Engine, feeds: Sequence[FeedState]) -> CycleReport:
-    """Poll ``feeds`` once each and store everything the cycle learned."""
+
+async def run_cycle(engine: Engine, claims: Claims) -> CycleReport:
+    """Poll the feeds ``claims`` hands out, once each, and store what the cycle learned."""
     started = time.monotonic()
     s = engine.config.settings
-    async with Fetcher(
-        concurrency=s.concurrency,
-        per_host=s.per_host,
-        timeout=s.timeout.total_seconds(),
-        max_bytes=s.max_feed_bytes,
-        user_agent=s.user_agent,
-    ) as fetcher:
-        polls = await asyncio.gather(*(poll_one(engine, fetcher, f) for f in feeds))
-    # clustering and the big write are CPU and disk work: keep them off the event loop
-    report = await asyncio.to_thread(store_cycle, engine, polls)
+    report = CycleReport()
+    lease_seconds = claims.lease.total_seconds()
+    try:
+        async with (
+            Fetcher(
+                concurrency=s.concurrency,
+                per_host=s.per_host,
+                timeout=s.timeout.total_seconds(),
+                max_bytes=s.max_feed_bytes,
+                user_agent=s.user_agent,
+            ) as fetcher,
+            keeping_leases(claims, every=max(1.0, lease_seconds / 3)),
+        ):
+            await _stream(engine, claims, fetcher, s.concurrency, report)
+    except BaseException:
+        await asyncio.to_thread(claims.release)
+        raise
     report.seconds = time.monotonic() - started
     METRICS.cycle_duration_seconds.observe(report.seconds)
     return report
+
+
+async def _stream(
+    engine: Engine, claims: Claims, fetcher: Fetcher, slots: int, report: CycleReport
+) -> None:
+    """Keep ``slots`` feeds in flight, claiming more as they finish; store finished feeds
+    a slice at a time while the next ones are fetched."""
+    in_flight: set[asyncio.Task[FeedPoll]] = set()
+    finished: list[FeedPoll] = []
+    storing: asyncio.Task[CycleReport] | None = None
+    exhausted = False
+    try:
+        while True:
+            free = slots - len(in_flight)
+            # refill in steps (a claim is a transaction), or at once when idle
+            if not exhausted and (free >= max(1, slots // 4) or not in_flight):
+                feeds = await asyncio.to_thread(claims.claim, free)
+                exhausted = len(feeds) < free
+                in_flight.update(asyncio.create_task(poll_one(engine, fetcher, f)) for f in feeds)
+            if not in_flight:
+                break
+            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            finished.extend(t.result() for t in done)
+            if len(finished) >= STORE_SLICE and (storing is None or storing.done()):
+                if storing is not None:
+                    report.add(storing.result())
+                # clustering and the write are CPU and disk work: off the event loop
+                storing = asyncio.create_task(
+                    asyncio.to_thread(store_slice, engine, claims, finished)
+                )
+                finished = []
+        if storing is not None:
+            report.add(await storing)
+        if finished:
+            report.add(await asyncio.to_thread(store_slice, engine, claims, finished))
+    finally:
+        for task in in_flight:
+            task.cancel()
+        if storing is not None and not storing.done():
+            await asyncio.wait([storing])  # a write in progress finishes (or fails) whole
 
 
 async def poll_one(engine: Engine, fetcher: Fetcher, feed: FeedState) -> FeedPoll:
@@ -168,7 +233,28 @@ def parse_with_limit(
         signal.signal(signal.SIGALRM, previous)
 
 
-def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:
+def store_slice(engine: Engine, claims: Claims, polls: Sequence[FeedPoll]) -> CycleReport:
+    """Store finished feeds under the clustering lock, only those still leased to us."""
+    ids = [p.feed.id for p in polls]
+    try:
+        with engine.store.cluster_lock():
+            owned = claims.keep_only_owned(ids)
+            kept = [p for p in polls if p.feed.id in owned]
+            seq = engine.clusterer.begin_round()
+            report = store_cycle(engine, kept, lease_owner=claims.owner, cluster_seq=seq)
+            engine.clusterer.end_round(seq)
+    finally:
+        claims.done(ids)
+    return report
+
+
+def store_cycle(
+    engine: Engine,
+    polls: Sequence[FeedPoll],
+    *,
+    lease_owner: str | None = None,
+    cluster_seq: int = 0,
+) -> CycleReport:
     """Decide fetch state, plan the ingest and write it all in one transaction."""
     cfg = engine.config
     now = engine.clock()
@@ -205,15 +291,20 @@ def store_cycle(engine: Engine, polls: Sequence[FeedPoll]) -> CycleReport:
             p.feed, outcome, now, timing_for(cfg, cfg.feed_by_url(p.feed.url)), engine.rng
         )
         values = dict(decision.values)
-        if engine.host_id:
-            values["polled_by"] = engine.host_id
+        values["polled_by"] = engine.store.owner
         updates.append(FeedUpdate(p.feed.id, values))
         _log_poll(p, decision)
         report.failed += decision.error is not None
         report.not_modified += p.outcome.fetch.not_modified
         if decision.health_event:
             health.extend(health_alerts(cfg, p.feed.url, decision.health_event, now))
-    plan = replace(plan, feed_updates=tuple(updates), alerts=plan.alerts + tuple(health))
+    plan = replace(
+        plan,
+        feed_updates=tuple(updates),
+        alerts=plan.alerts + tuple(health),
+        lease_owner=lease_owner,
+        cluster_seq=cluster_seq,
+    )
     engine.store.articles.apply(plan)
     METRICS.articles_stored_total.inc(stats.new + stats.updated)
     return report

@@ -11,13 +11,14 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.model import Article as ArticleRecord
-from storage.engine import write_retrying
+from storage.engine import insert_ignoring, write_retrying
 from storage.feeds import write_updates
 from storage.outbox import row_values
 from storage.records import IngestPlan, KnownKeys, StoredArticle
 from storage.tables import (
     Article,
     ArticleSource,
+    Counter,
     Feed,
     Mention,
     Outbox,
@@ -28,6 +29,7 @@ from storage.tables import (
 )
 
 CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
+CLUSTER_COUNTER = "cluster"  # the last clustering round that stored articles
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -102,20 +104,35 @@ class ArticleRepo:
 
         write_retrying(write)
 
-    def recent(self, since: datetime) -> Iterator[StoredArticle]:
-        """Articles published since ``since`` in arrival order (for the clusterer's warm start)."""
+    def recent(self, since: datetime, *, after_round: int | None = None) -> Iterator[StoredArticle]:
+        """Articles published since ``since`` in the order they were clustered (for the
+        clusterer's warm start); with ``after_round``, only those of later rounds."""
+        stmt = (
+            select(Article, Feed.url, Feed.name, Feed.title)
+            .join(Feed, Feed.id == Article.feed_id)
+            .where(Article.published >= since)
+        )
+        if after_round is not None:
+            stmt = stmt.where(Article.cluster_seq > after_round)
+        stmt = stmt.order_by(
+            Article.cluster_seq, Article.fetched, Article.published, Feed.url, Article.entry_index
+        )
         with Session(self.engine) as session:
-            yield from load_articles(
-                session,
-                select(Article, Feed.url, Feed.name, Feed.title)
-                .join(Feed, Feed.id == Article.feed_id)
-                .where(Article.published >= since)
-                .order_by(Article.fetched, Article.published, Feed.url, Article.entry_index),
-            )
+            yield from load_articles(session, stmt)
+
+    def cluster_round(self) -> int:
+        """The last clustering round that stored articles (0 before the first)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(Counter.value).where(Counter.name == CLUSTER_COUNTER)
+            ).scalar()
+        return int(value or 0)
 
 
 def apply_plan(conn: Connection, plan: IngestPlan) -> None:
-    write_updates(conn, plan.feed_updates)
+    write_updates(conn, plan.feed_updates, plan.lease_owner)
+    if plan.new_articles:
+        _set_round(conn, plan.cluster_seq)
     new_stories = [s for s in plan.stories if s.new]
     if new_stories:
         conn.execute(
@@ -145,7 +162,10 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
             values["title"] = s.title
         conn.execute(update(Story).where(Story.id == s.id).values(**values))
     if plan.new_articles:
-        conn.execute(insert(Article), [_article_row(n) for n in plan.new_articles])
+        conn.execute(
+            insert(Article),
+            [_article_row(n) | {"cluster_seq": plan.cluster_seq} for n in plan.new_articles],
+        )
         conn.execute(
             insert(ArticleSource),
             [
@@ -211,6 +231,11 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
         _refresh_sources(conn, part)
 
 
+def _set_round(conn: Connection, seq: int) -> None:
+    conn.execute(insert_ignoring(conn, Counter, ["name"]), [{"name": CLUSTER_COUNTER, "value": 0}])
+    conn.execute(update(Counter).where(Counter.name == CLUSTER_COUNTER).values(value=seq))
+
+
 def _insert_sources(conn: Connection, sources: Sequence[tuple[str, int, datetime]]) -> None:
     """Record extra feeds carrying known articles, skipping pairs already recorded."""
     if not sources:
@@ -273,23 +298,28 @@ def _article_row(n: Any) -> dict[str, Any]:
 
 
 def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
-    """Turn (Article, feed url, feed name, feed title) rows into records, with their entities."""
-    rows = session.execute(stmt).all()
-    ids = [r[0].id for r in rows]
-    entities: dict[str, set[str]] = {}
-    for part in chunks(ids):
+    """Turn (Article, feed url, feed name, feed title) rows into records, with their entities.
+
+    Streamed a chunk at a time: a warm start over a big story window never holds every
+    row at once.
+    """
+    result = session.execute(stmt.execution_options(yield_per=CHUNK))
+    for rows in result.partitions():
+        ids = [r[0].id for r in rows]
+        entities: dict[str, set[str]] = {}
         for aid, ent in session.execute(
-            select(Mention.article_id, Mention.entity).where(Mention.article_id.in_(list(part)))
+            select(Mention.article_id, Mention.entity).where(Mention.article_id.in_(ids))
         ):
             entities.setdefault(aid, set()).add(ent)
-    for row in rows:
-        art, feed_url, feed_name, feed_title = row
-        yield _stored(
-            art,
-            feed_url,
-            feed_name or feed_title or feed_url,
-            tuple(sorted(entities.get(art.id, ()))),
-        )
+        for row in rows:
+            art, feed_url, feed_name, feed_title = row
+            yield _stored(
+                art,
+                feed_url,
+                feed_name or feed_title or feed_url,
+                tuple(sorted(entities.get(art.id, ()))),
+            )
+        session.expunge_all()
 
 
 def _stored(art: Article, feed_url: str, feed: str, entities: tuple[str, ...]) -> StoredArticle:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ from monitor.errors import StorageError
 log = logging.getLogger("storage")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SCHEMA_HEAD = "0001"  # newest migration; a test checks it against the scripts
+SCHEMA_HEAD = "0002"  # newest migration; a test checks it against the scripts
 SQLITE_BUSY_MS = 5_000  # one wait for another process's lock; write_retrying logs and retries
 LOCK_RETRY_FOR = 120.0  # seconds a write keeps retrying a locked SQLite database
 
@@ -92,6 +92,17 @@ def write_retrying(write: Callable[[], T]) -> T:
                 LOCK_RETRY_FOR,
             )
             time.sleep(0.5)
+
+
+def insert_ignoring(conn: Connection, table: Any, keys: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 def safe_url(url: str) -> str:

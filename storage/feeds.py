@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from storage.engine import write_retrying
+from storage.engine import insert_ignoring, write_retrying
 from storage.records import FeedState, FeedUpdate
 from storage.tables import ArticleSource, Feed
 
@@ -69,8 +69,8 @@ class FeedRepo:
                 for url, name in feeds
                 if url not in known
             ]
-            if fresh:
-                conn.execute(insert(Feed), fresh)
+            if fresh:  # another instance starting at the same moment may add them too
+                conn.execute(insert_ignoring(conn, Feed, ["url"]), fresh)
             for url, name in feeds:
                 if url in known and known[url] != name:
                     conn.execute(update(Feed).where(Feed.url == url).values(name=name))
@@ -101,6 +101,126 @@ class FeedRepo:
             if s.enabled and (s.next_poll is None or s.next_poll <= now)
         ]
 
+    def claim(
+        self,
+        urls: Collection[str],
+        now: datetime,
+        *,
+        owner: str,
+        limit: int,
+        lease: timedelta,
+        due_only: bool = True,
+        not_since: datetime | None = None,
+    ) -> list[FeedState]:
+        """Lease up to ``limit`` of ``urls`` to ``owner`` until ``now + lease``: enabled
+        feeds whose next poll has come (any, without ``due_only``) that no live lease holds
+        and, with ``not_since``, that were not fetched since then (once per cycle).
+
+        A short committed transaction: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several
+        instances claim at once without waiting for, or taking, each other's feeds.
+        """
+        if limit <= 0 or not urls:
+            return []
+        return write_retrying(
+            lambda: self._claim(urls, now, owner, limit, lease, due_only, not_since)
+        )
+
+    def _claim(
+        self,
+        urls: Collection[str],
+        now: datetime,
+        owner: str,
+        limit: int,
+        lease: timedelta,
+        due_only: bool,
+        not_since: datetime | None,
+    ) -> list[FeedState]:
+        stmt = select(Feed).where(
+            Feed.enabled.is_(True),
+            Feed.url.in_(list(urls)),
+            Feed.lease_until.is_(None) | (Feed.lease_until < now),
+        )
+        if due_only:
+            stmt = stmt.where(Feed.next_poll.is_(None) | (Feed.next_poll <= now))
+        if not_since is not None:
+            stmt = stmt.where(Feed.last_fetch.is_(None) | (Feed.last_fetch < not_since))
+        stmt = (
+            stmt.order_by(Feed.next_poll.is_not(None), Feed.next_poll, Feed.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with Session(self.engine) as session, session.begin():
+            rows = list(session.scalars(stmt).all())
+            if rows:
+                session.execute(
+                    update(Feed)
+                    .where(Feed.id.in_([r.id for r in rows]))
+                    .values(lease_owner=owner, lease_until=now + lease)
+                )
+            session.expunge_all()
+        return [_state(r) for r in rows]
+
+    def extend(self, ids: Collection[int], owner: str, until: datetime) -> None:
+        """Push the leases ``owner`` still holds on ``ids`` to ``until`` (work in progress)."""
+        if not ids:
+            return
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Feed)
+                    .where(Feed.id.in_(list(ids)), Feed.lease_owner == owner)
+                    .values(lease_until=until)
+                )
+
+        write_retrying(write)
+
+    def owned(self, ids: Collection[int], owner: str) -> set[int]:
+        """Those of ``ids`` whose lease ``owner`` still holds (only their results are kept)."""
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Feed.id).where(Feed.id.in_(list(ids)), Feed.lease_owner == owner)
+            )
+            return set(rows.scalars())
+
+    def release(self, ids: Collection[int], owner: str) -> None:
+        """Give leases back (work abandoned): the feeds are free for any instance at once."""
+        if not ids:
+            return
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Feed)
+                    .where(Feed.id.in_(list(ids)), Feed.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+
+        write_retrying(write)
+
+    def release_owners(self, owners: Collection[str]) -> int:
+        """Free every lease of ``owners`` (instances known to be gone)."""
+        if not owners:
+            return 0
+
+        def write() -> int:
+            with self.engine.begin() as conn:
+                res = conn.execute(
+                    update(Feed)
+                    .where(Feed.lease_owner.in_(list(owners)))
+                    .values(lease_owner=None, lease_until=None)
+                )
+                return int(res.rowcount)
+
+        return write_retrying(write)
+
+    def lease_owners(self) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Feed.lease_owner).where(Feed.lease_owner.is_not(None)))
+            return {r for r in rows.scalars() if r}
+
     def apply(self, updates: Sequence[FeedUpdate]) -> None:
         with self.engine.begin() as conn:
             write_updates(conn, updates)
@@ -113,11 +233,20 @@ class FeedRepo:
             return bool(res.rowcount)
 
 
-def write_updates(conn: Connection, updates: Sequence[FeedUpdate]) -> None:
-    """Write fetch state, batching feeds that change the same columns into one executemany."""
+def write_updates(
+    conn: Connection, updates: Sequence[FeedUpdate], lease_owner: str | None = None
+) -> None:
+    """Write fetch state, batching feeds that change the same columns into one executemany.
+
+    With ``lease_owner``, only feeds that owner still leases are written, and their lease
+    ends with the write.
+    """
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for u in updates:
         values = dict(u.values)
+        if lease_owner is not None:
+            values["lease_owner"] = None
+            values["lease_until"] = None
         if "item_gaps" in values and not isinstance(values["item_gaps"], str | None):
             values["item_gaps"] = json.dumps(list(values["item_gaps"]))
         values["b_feed_id"] = u.feed_id
@@ -128,4 +257,6 @@ def write_updates(conn: Connection, updates: Sequence[FeedUpdate]) -> None:
             .where(Feed.id == bindparam("b_feed_id"))
             .values({c: bindparam(c) for c in columns if c != "b_feed_id"})
         )
+        if lease_owner is not None:
+            stmt = stmt.where(Feed.lease_owner == lease_owner)
         conn.execute(stmt, rows)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.orm import Session
 
 from monitor.model import OutboxAlert
 from storage.engine import write_retrying
@@ -30,9 +31,15 @@ def _record(row: Outbox) -> OutboxAlert:
     )
 
 
+DEFAULT_LEASE = timedelta(seconds=60)
+
+
 class OutboxRepo:
-    def __init__(self, engine: Engine) -> None:
+    """``owner`` names this instance in the leases it takes on rows it is delivering."""
+
+    def __init__(self, engine: Engine, owner: str) -> None:
         self.engine = engine
+        self.owner = owner
 
     def add(self, alerts: Sequence[OutboxAlert]) -> None:
         if not alerts:
@@ -55,18 +62,71 @@ class OutboxRepo:
             row = conn.execute(select(Outbox).where(Outbox.id == alert_id)).mappings().first()
         return _record(Outbox(**dict(row))) if row else None
 
-    def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
-        """Pending rows of ``channel`` whose next attempt has come, oldest first."""
+    def due_alerts(
+        self, channel: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+    ) -> list[OutboxAlert]:
+        """Claim pending rows of ``channel`` whose next attempt has come, oldest first.
+
+        Rows another instance leases are skipped (``SKIP LOCKED`` on PostgreSQL), so each
+        alert is in the hands of one instance at a time; the lease ends with a ``mark_*``.
+        """
         stmt = (
             select(Outbox)
             .where(Outbox.state == "pending", Outbox.channel == channel)
             .where((Outbox.next_attempt.is_(None)) | (Outbox.next_attempt <= now))
+            .where(Outbox.lease_until.is_(None) | (Outbox.lease_until < now))
             .order_by(Outbox.created_at, Outbox.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        return [_record(Outbox(**dict(r))) for r in rows]
+
+        def claim() -> list[OutboxAlert]:
+            with Session(self.engine) as session, session.begin():
+                rows = list(session.scalars(stmt).all())
+                if rows:
+                    session.execute(
+                        update(Outbox)
+                        .where(Outbox.id.in_([r.id for r in rows]))
+                        .values(lease_owner=self.owner, lease_until=now + lease)
+                    )
+                return [_record(r) for r in rows]
+
+        return write_retrying(claim)
+
+    def renew(self, alert_id: str, now: datetime, lease: timedelta = DEFAULT_LEASE) -> bool:
+        """Extend this instance's lease on a pending row before sending it; False when the
+        row was delivered, cancelled or taken over by another instance meanwhile."""
+
+        def write() -> bool:
+            with self.engine.begin() as conn:
+                res = conn.execute(
+                    update(Outbox)
+                    .where(
+                        Outbox.id == alert_id,
+                        Outbox.state == "pending",
+                        Outbox.lease_owner == self.owner,
+                    )
+                    .values(lease_until=now + lease)
+                )
+                return bool(res.rowcount)
+
+        return write_retrying(write)
+
+    def release_owners(self, owners: Sequence[str]) -> int:
+        """Free every lease of ``owners`` (instances known to be gone)."""
+        if not owners:
+            return 0
+
+        def write() -> int:
+            with self.engine.begin() as conn:
+                res = conn.execute(
+                    update(Outbox)
+                    .where(Outbox.lease_owner.in_(list(owners)))
+                    .values(lease_owner=None, lease_until=None)
+                )
+                return int(res.rowcount)
+
+        return write_retrying(write)
 
     def first_story_alerts(
         self, channel: str, since: datetime, until: datetime, limit: int
@@ -109,14 +169,15 @@ class OutboxRepo:
         )
 
     def _set(self, alert_id: str, **values: object) -> None:
-        """Change a row that is still pending (a cancelled row stays cancelled)."""
+        """Change a row that is still pending (a cancelled row stays cancelled); the
+        outcome of an attempt ends the lease."""
 
         def write() -> None:
             with self.engine.begin() as conn:
                 conn.execute(
                     update(Outbox)
                     .where(Outbox.id == alert_id, Outbox.state == "pending")
-                    .values(**values)
+                    .values(**values, lease_owner=None, lease_until=None)
                 )
 
         write_retrying(write)
@@ -128,19 +189,27 @@ class OutboxRepo:
             stmt = stmt.where(Outbox.id == alert_id)
         if channel is not None:
             stmt = stmt.where(Outbox.channel == channel)
-        with self.engine.begin() as conn:
-            res = conn.execute(stmt.values(state="pending", attempts=0, next_attempt=None))
-            return int(res.rowcount)
+        values = {"state": "pending", "attempts": 0, "next_attempt": None, "lease_until": None}
+
+        def write() -> int:
+            with self.engine.begin() as conn:
+                return int(conn.execute(stmt.values(**values)).rowcount)
+
+        return write_retrying(write)
 
     def cancel_channels(self, keep: Sequence[str]) -> int:
         """Pending alerts of channels no longer configured become ``cancelled``."""
-        with self.engine.begin() as conn:
-            res = conn.execute(
-                update(Outbox)
-                .where(Outbox.state == "pending", Outbox.channel.not_in(list(keep)))
-                .values(state="cancelled", next_attempt=None)
-            )
-            return int(res.rowcount)
+
+        def write() -> int:
+            with self.engine.begin() as conn:
+                res = conn.execute(
+                    update(Outbox)
+                    .where(Outbox.state == "pending", Outbox.channel.not_in(list(keep)))
+                    .values(state="cancelled", next_attempt=None)
+                )
+                return int(res.rowcount)
+
+        return write_retrying(write)
 
 
 def row_values(a: OutboxAlert) -> dict[str, object]:

@@ -91,6 +91,8 @@ class IngestPlan:
     alerts: tuple[OutboxAlert, ...] = ()
     seen_guids: tuple[tuple[int, str, str | None, str], ...] = ()  # feed, guid, article, hash
     seen_urls: tuple[tuple[str, str], ...] = ()  # canonical url, article
+    lease_owner: str | None = None  # write fetch state only of feeds this owner leases
+    cluster_seq: int = 0  # the clustering round its new articles belong to
 
 
 @dataclass(frozen=True)

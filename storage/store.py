@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import zlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,19 +15,48 @@ from monitor.model import ArticleSnapshot, FeedSnapshot, OutboxAlert, StorySnaps
 from storage.articles import ArticleRepo
 from storage.engine import make_engine, migrate, safe_url
 from storage.feeds import FeedRepo
+from storage.instances import InstanceRepo, instance_id
 from storage.outbox import OutboxRepo
 from storage.stories import StoryRepo
 
 
 class Store:
-    """Opened once per process; every method opens its own short transaction."""
+    """Opened once per process; every method opens its own short transaction.
 
-    def __init__(self, engine: Engine) -> None:
+    ``owner`` names this process in the leases it takes (feeds it fetches, alerts it
+    delivers), so that several instances can share one PostgreSQL database.
+    """
+
+    def __init__(self, engine: Engine, owner: str | None = None) -> None:
         self.engine = engine
+        self.owner = owner or instance_id()
         self.feeds = FeedRepo(engine)
         self.articles = ArticleRepo(engine)
         self.stories = StoryRepo(engine)
-        self.outbox = OutboxRepo(engine)
+        self.outbox = OutboxRepo(engine, self.owner)
+        self.instances = InstanceRepo(engine)
+
+    @property
+    def shared(self) -> bool:
+        """True when other instances may use the database too (PostgreSQL)."""
+        return self.engine.dialect.name == "postgresql"
+
+    @contextlib.contextmanager
+    def cluster_lock(self) -> Iterator[None]:
+        """Serialise clustering across instances: a transaction-level advisory lock held
+        (on a connection of its own) while a round reads what is stored and writes.
+
+        SQLite needs none: one instance per file is enforced by the lock file.
+        """
+        if not self.shared:
+            yield
+            return
+        with self.engine.connect() as conn, conn.begin():
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"),
+                {"key": _lock_key(conn.execute(text("SELECT current_schema()")).scalar())},
+            )
+            yield
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -77,8 +109,13 @@ class Store:
         )
 
     # the OutboxStore protocol of alerts.deliver, delegated to the outbox repository
-    def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
-        return self.outbox.due_alerts(channel, now, limit)
+    def due_alerts(
+        self, channel: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[OutboxAlert]:
+        return self.outbox.due_alerts(channel, now, limit, lease)
+
+    def renew(self, alert_id: str, now: datetime, lease: timedelta) -> bool:
+        return self.outbox.renew(alert_id, now, lease)
 
     def first_story_alerts(
         self, channel: str, since: datetime, until: datetime, limit: int
@@ -100,6 +137,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _lock_key(schema: object) -> int:
+    """The clustering lock's key: one per schema, so separate deployments never wait."""
+    return zlib.crc32(f"feed-monitor:cluster:{schema}".encode()) - 2**31
 
 
 def _first_line(exc: BaseException) -> str:

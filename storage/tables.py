@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -89,6 +90,9 @@ class Feed(Base):
     broken: Mapped[bool] = mapped_column(Boolean, default=False)
     polled_by: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the instance fetching the feed now, and until when (see storage/claims.py)
+    lease_owner: Mapped[str | None] = mapped_column(String(256))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Story(Base):
@@ -122,6 +126,8 @@ class Article(Base):
     reason_method: Mapped[str] = mapped_column(String(16))
     reason_score: Mapped[float] = mapped_column(Float)
     reason_shared: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    # the clustering round that stored it: instances replay the rounds they did not see
+    cluster_seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
 
 
 class ArticleSource(Base):
@@ -204,6 +210,28 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     digest_id: Mapped[str | None] = mapped_column(String(40))
+    lease_owner: Mapped[str | None] = mapped_column(String(256))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Counter(Base):
+    """Named counters shared by all instances (``cluster``: the last clustering round)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Instance(Base):
+    """A running daemon: its config hash and heartbeat, to spot instances out of step."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 Index("ix_outbox_state_next", Outbox.state, Outbox.next_attempt)

@@ -60,6 +60,10 @@ def test_log_json_and_global_options_after_the_command(tmp_path):
     res = monitor("feeds", "--json", "--config", "feeds.yaml", cwd=tmp_path)
     [feed] = json.loads(res.stdout)
     assert feed["last_error"] == "connection refused" and feed["consecutive_errors"] == 1
+    host, _, pid = feed["polled_by"].rpartition(":")  # the instance that polled it last
+    assert host and pid.isdigit()
+    res = monitor("feeds", "--config", "feeds.yaml", cwd=tmp_path)
+    assert f"by={feed['polled_by']}" in res.stdout
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -50,6 +50,7 @@ class MemoryOutbox:
         self.sent_at: dict[str, datetime] = {}
         self.stories: dict[str, StorySnapshot] = {}
         self.feeds: dict[str, FeedSnapshot] = {}
+        self.taken: set[str] = set()  # rows another instance took over
         self._count = 0
 
     def add(self, channel: str, created_at: datetime, event: str = "story.new") -> OutboxAlert:
@@ -79,7 +80,9 @@ class MemoryOutbox:
     def state(self, alert_id: str) -> OutboxAlert:
         return self.rows[alert_id]
 
-    def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
+    def due_alerts(
+        self, channel: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[OutboxAlert]:
         due = [
             a
             for a in self.rows.values()
@@ -88,6 +91,9 @@ class MemoryOutbox:
             and (a.next_attempt is None or a.next_attempt <= now)
         ]
         return sorted(due, key=lambda a: (a.created_at, a.id))[:limit]
+
+    def renew(self, alert_id: str, now: datetime, lease: timedelta) -> bool:
+        return self.rows[alert_id].state == "pending" and alert_id not in self.taken
 
     def story_snapshot(self, story_id: str) -> StorySnapshot | None:
         return self.stories.get(story_id)
@@ -250,10 +256,12 @@ def test_a_rejected_message_does_not_stop_the_channel(webhook_peer: WebhookPeer)
 
 def test_storage_error_is_raised_after_the_other_channels_finish(tmp_path: Path) -> None:
     class BrokenForOne(MemoryOutbox):
-        def due_alerts(self, channel: str, now: datetime, limit: int) -> list[OutboxAlert]:
+        def due_alerts(
+            self, channel: str, now: datetime, limit: int, lease: timedelta
+        ) -> list[OutboxAlert]:
             if channel == "broken":
                 raise StorageError("database is locked")
-            return super().due_alerts(channel, now, limit)
+            return super().due_alerts(channel, now, limit, lease)
 
     store = BrokenForOne()
     alert = store.add("log", T0)
@@ -439,3 +447,14 @@ def test_secrets_reach_neither_the_outbox_nor_the_logs(
     for text in texts:
         for secret in (SECRET, TOKEN, "path-token-789"):
             assert secret not in text
+
+
+def test_a_row_taken_over_by_another_instance_is_not_sent(tmp_path: Path) -> None:
+    store = MemoryOutbox()
+    first, second = store.add("log", T0), store.add("log", T0 + timedelta(seconds=1))
+    store.taken.add(first.id)
+    log_file = tmp_path / "alerts.jsonl"
+    report = deliver(store, {"log": LogSender(log_file)}, T0 + timedelta(seconds=2))
+    assert report.sent == (second.id,)
+    assert store.state(first.id).state == "pending"  # the other instance's to finish
+    assert [json.loads(line)["id"] for line in log_file.read_text().splitlines()] == [second.id]

@@ -130,7 +130,7 @@ def test_feed_sync_ingest_and_views(db_url: str) -> None:
     assert [a.id for a in view.articles] == ["a_1"]
     assert store.stories.query(since=None, entity="NATO") == []
     assert store.articles.story_pairs(["s_1"]) == {("s_1", "Wagner Group")}
-    assert [a.id for a in store.due_alerts("log", NOW, 10)] == ["al_1"]
+    assert [a.id for a in store.due_alerts("log", NOW, 10, timedelta(seconds=30))] == ["al_1"]
     snap = store.story_snapshot("s_1")
     assert snap is not None and snap.sources == 2 and snap.articles[0].feed == "A2"
     assert store.feeds.states(count_articles=True)[0].articles >= 1
@@ -162,7 +162,7 @@ def test_outbox_retry_and_cancel(db_url: str) -> None:
     store.mark_retry(
         "al_3", attempts=1, next_attempt=NOW + timedelta(seconds=5), last_error="HTTP 500"
     )
-    assert store.due_alerts("hook", NOW, 10) == []
+    assert store.due_alerts("hook", NOW, 10, timedelta(seconds=30)) == []
     store.mark_failed("al_3", attempts=2, last_error="gave up")
     assert store.outbox.get("al_3").state == "failed"  # type: ignore[union-attr]
     assert store.outbox.retry(alert_id="al_3") == 1
