@@ -195,11 +195,12 @@ def write_config(
     database: Path | None = None,
     settings: dict[str, str] | None = None,
     interval: str | None = None,
+    database_url: str | None = None,
 ) -> Path:
     """A feeds.yaml with default settings (unless given), ``ENTITIES`` and one log channel."""
     directory.mkdir(parents=True, exist_ok=True)
-    db = database or directory / "monitor.db"
-    lines = ["version: 1", "settings:", f"  database: {_yaml_str('sqlite:///' + str(db))}"]
+    url = database_url or "sqlite:///" + str(database or directory / "monitor.db")
+    lines = ["version: 1", "settings:", f"  database: {_yaml_str(url)}"]
     for key, value in (settings or {}).items():
         lines.append(f"  {key}: {value}")
     lines.append("feeds:")
@@ -507,6 +508,7 @@ def workdir(keep: bool, prefix: str) -> Iterator[Path]:
 
 def _timed_poll(config: str, out: str) -> None:
     """``monitor poll`` in this process, with timers around the daemon's own stages."""
+    import monitor.clustercache as clustercache
     import monitor.daemon as daemon
     import monitor.pipeline as pipeline
     from monitor.cli import main
@@ -535,7 +537,7 @@ def _timed_poll(config: str, out: str) -> None:
 
         return wrapped
 
-    build_clusterer = daemon.build_clusterer
+    build_clusterer = clustercache.build_clusterer
 
     planning = threading.local()  # is plan_ingest running (in this thread)?
 
@@ -562,7 +564,7 @@ def _timed_poll(config: str, out: str) -> None:
         return result
 
     # the daemon's module globals, looked up at call time: wrap them in place
-    setattr(daemon, "build_clusterer", warm)  # noqa: B010
+    setattr(clustercache, "build_clusterer", warm)  # noqa: B010
     setattr(pipeline, "plan_ingest", plan)  # noqa: B010
     setattr(pipeline, "store_cycle", timer("store_cycle", pipeline.store_cycle))  # noqa: B010
     setattr(daemon, "run_cycle", timer("run_cycle", pipeline.run_cycle))  # noqa: B010

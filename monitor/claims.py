@@ -38,6 +38,7 @@ class Claims:
     due_only: bool = True
     held: set[int] = field(default_factory=set)
     started: datetime | None = None  # feeds fetched since then are not claimed again
+    stopping: Callable[[], bool] = lambda: False  # the daemon is stopping: claim no more
 
     def __post_init__(self) -> None:
         if self.started is None:
@@ -48,6 +49,8 @@ class Claims:
         return self.store.owner
 
     def claim(self, limit: int) -> list[FeedState]:
+        if self.stopping():
+            return []
         feeds = self.store.feeds.claim(
             self.urls,
             self.clock(),

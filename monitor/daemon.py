@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ WATCH_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 INSTANCE_STALE = timedelta(seconds=60)  # no heartbeat for this long: the instance is gone
 MISMATCH_LOG_EVERY = timedelta(minutes=1)
+FORGET_AFTER = timedelta(days=1)  # rows of instances silent this long are deleted
 
 
 def make_executor() -> Executor | None:
@@ -98,7 +99,9 @@ def config_mismatch(store: Store, cfg: Config, now: datetime) -> list[str]:
     return sorted(i for i, h in live.items() if i != store.owner and h != cfg.fingerprint())
 
 
-def claims_for(engine: Engine, *, due_only: bool) -> Claims:
+def claims_for(
+    engine: Engine, *, due_only: bool, stopping: Callable[[], bool] = lambda: False
+) -> Claims:
     cfg = engine.config
     return Claims(
         engine.store,
@@ -106,6 +109,7 @@ def claims_for(engine: Engine, *, due_only: bool) -> Claims:
         lease_for(cfg.settings.timeout),
         engine.clock,
         due_only=due_only,
+        stopping=stopping,
     )
 
 
@@ -181,7 +185,8 @@ class Daemon:
             return
         async with self._cycle_lock:
             try:
-                report = await run_cycle(self.engine, claims_for(self.engine, due_only=True))
+                claims = claims_for(self.engine, due_only=True, stopping=self.stop.is_set)
+                report = await run_cycle(self.engine, claims)
                 if report.polled:
                     log.info(
                         "cycle feeds=%d failed=%d new=%d alerts=%d seconds=%.1f",
@@ -214,6 +219,8 @@ class Daemon:
             log.error("heartbeat_failed storage error=%r (will retry)", _first_line(exc))
             return
         self.mismatched = others
+        with contextlib.suppress(SQLAlchemyError):
+            await asyncio.to_thread(self.engine.store.instances.forget_stale, now, FORGET_AFTER)
         if others and (
             self._mismatch_logged is None or now - self._mismatch_logged >= MISMATCH_LOG_EVERY
         ):

@@ -36,6 +36,8 @@ class Thresholds:
     keyword_evidence: float = 0.4  # a keyword share this high is one more piece of evidence
     title_only_single: float = 0.6  # a title-only article joins on one piece of evidence
     #                                 from this combined score on
+    title_only_join: float = 0.20  # ... and on min_evidence pieces from this one on (a
+    #                               headline sharing two of its ~8 words: cosine ~2/8)
     entity_bonus: float = 0.05  # per shared tracked entity (two at most)
     name_bonus: float = 0.06  # per shared informative name-like phrase (two at most)
     number_bonus: float = 0.04  # per shared number other than a year (two at most)
@@ -89,7 +91,11 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
     one shared word, however rare, never makes a story on its own; except for an
     article that is nothing but a title (a handful of words, so two informative words
     in common are rare even within one story), which may join on one piece of evidence
-    when its combined score reaches ``title_only_single``, well above ``join``.
+    when its combined score reaches ``title_only_single``, well above ``join``.  The
+    same shortness caps its cosine: two headlines sharing two informative words of
+    about eight score near 0.25, below the ``join`` set for articles with a summary,
+    so a bare title with ``min_evidence`` pieces joins from ``title_only_join`` on,
+    provided the story has not drifted from it (``centroid_floor``).
     """
     t = thresholds
     if signals.same_key:
@@ -121,6 +127,9 @@ def score(signals: Signals, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tupl
     )
     if combined >= t.join and evidence >= t.min_evidence:
         return "similar", combined
-    if signals.title_only and evidence >= 1 and combined >= max(t.join, t.title_only_single):
-        return "similar", combined
+    if signals.title_only and evidence >= 1:
+        enough = evidence >= t.min_evidence and signals.centroid_cosine >= t.centroid_floor
+        needed = t.title_only_join if enough else max(t.join, t.title_only_single)
+        if combined >= needed:
+            return "similar", combined
     return "new", combined

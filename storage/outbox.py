@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor.model import OutboxAlert
@@ -30,6 +32,8 @@ def _record(row: Outbox) -> OutboxAlert:
         last_error=row.last_error,
     )
 
+
+log = logging.getLogger("storage.outbox")
 
 DEFAULT_LEASE = timedelta(seconds=60)
 
@@ -69,16 +73,18 @@ class OutboxRepo:
 
         Rows another instance leases are skipped (``SKIP LOCKED`` on PostgreSQL), so each
         alert is in the hands of one instance at a time; the lease ends with a ``mark_*``.
+        While the database refuses writes (disk full, read-only) the rows are read without
+        a claim: alerts still go out, at least once, as the outbox promises.
         """
-        stmt = (
+        due = (
             select(Outbox)
             .where(Outbox.state == "pending", Outbox.channel == channel)
             .where((Outbox.next_attempt.is_(None)) | (Outbox.next_attempt <= now))
             .where(Outbox.lease_until.is_(None) | (Outbox.lease_until < now))
             .order_by(Outbox.created_at, Outbox.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
+        stmt = due.with_for_update(skip_locked=True)
 
         def claim() -> list[OutboxAlert]:
             with Session(self.engine) as session, session.begin():
@@ -91,11 +97,22 @@ class OutboxRepo:
                     )
                 return [_record(r) for r in rows]
 
-        return write_retrying(claim)
+        try:
+            return write_retrying(claim)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "outbox_claim_refused channel=%s error=%r: delivering without a claim",
+                channel,
+                _first_line(exc),
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(due).mappings().all()
+        return [_record(Outbox(**dict(r))) for r in rows]
 
     def renew(self, alert_id: str, now: datetime, lease: timedelta = DEFAULT_LEASE) -> bool:
-        """Extend this instance's lease on a pending row before sending it; False when the
-        row was delivered, cancelled or taken over by another instance meanwhile."""
+        """Extend this instance's lease on a pending row before sending it (or take an
+        unheld one); False when the row was delivered, cancelled or taken over by another
+        instance meanwhile."""
 
         def write() -> bool:
             with self.engine.begin() as conn:
@@ -104,13 +121,16 @@ class OutboxRepo:
                     .where(
                         Outbox.id == alert_id,
                         Outbox.state == "pending",
-                        Outbox.lease_owner == self.owner,
+                        Outbox.lease_owner.is_(None) | (Outbox.lease_owner == self.owner),
                     )
-                    .values(lease_until=now + lease)
+                    .values(lease_owner=self.owner, lease_until=now + lease)
                 )
                 return bool(res.rowcount)
 
-        return write_retrying(write)
+        try:
+            return write_retrying(write)
+        except SQLAlchemyError:
+            return True  # writes refused: the claim could not be taken either (see above)
 
     def release_owners(self, owners: Sequence[str]) -> int:
         """Free every lease of ``owners`` (instances known to be gone)."""
@@ -210,6 +230,10 @@ class OutboxRepo:
                 return int(res.rowcount)
 
         return write_retrying(write)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def row_values(a: OutboxAlert) -> dict[str, object]:
