@@ -301,7 +301,7 @@ def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
     """Turn (Article, feed url, feed name, feed title) rows into records, with their entities.
 
     Streamed a chunk at a time: a warm start over a big story window never holds every
-    row at once.
+    row at once (the session's identity map holds its objects weakly).
     """
     result = session.execute(stmt.execution_options(yield_per=CHUNK))
     for rows in result.partitions():
@@ -319,7 +319,6 @@ def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
                 feed_name or feed_title or feed_url,
                 tuple(sorted(entities.get(art.id, ()))),
             )
-        session.expunge_all()
 
 
 def _stored(art: Article, feed_url: str, feed: str, entities: tuple[str, ...]) -> StoredArticle:
