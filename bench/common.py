@@ -125,16 +125,21 @@ class ServerProcess:
     closes (also when this process dies: nothing is left behind).
     """
 
-    def __init__(self, relpaths: Sequence[str], n: int) -> None:
+    def __init__(self, relpaths: Sequence[str], n: int, latency: float = 0.0) -> None:
         self.relpaths = list(relpaths)
         self.n = n
+        self.latency = latency
         self.proc: subprocess.Popen[str] | None = None
         self.urls: list[str] = []
         self.base_url = ""
 
     def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.common", "serve", "--n", str(self.n)],
+            [
+                sys.executable,
+                *("-m", "bench.common", "serve", "--n", str(self.n)),
+                *("--latency", str(self.latency)),
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -161,7 +166,7 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def _serve(n: int) -> None:
+def _serve(n: int, latency: float = 0.0) -> None:
     import urllib.request
 
     sys.path.insert(0, str(ROOT))
@@ -174,6 +179,7 @@ def _serve(n: int) -> None:
             with urllib.request.urlopen(server.file_url(rel)) as resp:
                 resp.read()
         urls = server.copy_urls(relpaths, n)
+        server.latency = latency
         server.reset_counters()
         print(json.dumps({"base_url": server.base_url, "urls": urls}), flush=True)
         sys.stdin.read()  # until the parent closes our stdin
@@ -587,12 +593,13 @@ def _main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="the feed server (paths: one JSON line on stdin)")
     s.add_argument("--n", type=int, required=True)
+    s.add_argument("--latency", type=float, default=0.0)
     t = sub.add_parser("timed-poll")
     t.add_argument("--config", required=True)
     t.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
-        _serve(args.n)
+        _serve(args.n, args.latency)
     else:
         _timed_poll(args.config, args.out)
 

@@ -183,6 +183,7 @@ class FeedServer:
         self._recorder = _Recorder()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.latency = 0.0  # seconds every static/copy answer waits (a distant server)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -458,13 +459,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._reply(Reply(status=404, body=b"not found"))
             return
         headers = {"ETag": static.etag, "Last-Modified": static.last_modified}
+        delay = owner.latency
         if _not_modified(request, headers):
-            self._reply(Reply(status=304, headers=headers))
+            self._reply(Reply(status=304, headers=headers, delay=delay))
             return
         headers["Content-Type"] = static.content_type
         if static.gzipped:
             headers["Content-Encoding"] = "gzip"
-        self._reply(Reply(body=static.body, headers=headers))
+        self._reply(Reply(body=static.body, headers=headers, delay=delay))
 
     def _reply(self, reply: Reply) -> None:
         owner = self.server.owner
