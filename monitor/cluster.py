@@ -41,13 +41,15 @@ restart.  Stories are never merged or split.
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.model import Article, StoryDecision
-from monitor.storyindex import Doc, Nearest, Story, StoryIndex, dot
+from monitor.storyindex import Doc, Nearest, Story, StoryIndex, dot, dot_doc
 from monitor.storyscore import DEFAULT_THRESHOLDS, Signals, Thresholds, score
 from monitor.textfeatures import (
     TextFeatures,
@@ -56,7 +58,9 @@ from monitor.textfeatures import (
     kickers,
     sketch_similarity,
     stem,
+    surface_words,
     tokens,
+    unpack,
 )
 
 __all__ = [
@@ -76,6 +80,7 @@ _EXACT_RANK = 2.0  # added to an "exact" score so it outranks every "similar" on
 # Copies share their wording, so their term cosine is high: below this the (costlier)
 # shingle comparison is skipped.
 _NEAR_DUPLICATE_COSINE = 0.3
+_NO_ENTITIES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class _Query:
     entities: frozenset[str]
     keys: tuple[str, ...]  # exact keys: "url:...", "hash:..."
     name_terms: frozenset[str]  # terms that are words of names or tracked entities
+    kickers: tuple[str, ...]  # folded title kickers
+    rubrics: frozenset[str]  # those its feed has used before
 
 
 class Clusterer:
@@ -148,7 +155,10 @@ class Clusterer:
         story = self._index.stories.get(story_id)
         if story is None or not story.members:
             return None
-        best = max(story.members, key=lambda d: (dot(d.vector, story.centroid), -d.serial))
+        if len(story.members) == 1:
+            return story.members[0].title
+        centroid = story.centroid()
+        best = max(story.members, key=lambda d: (dot_doc(centroid, d, doc_first=True), -d.serial))
         return best.title
 
     @property
@@ -188,31 +198,55 @@ class Clusterer:
 
     def _record(self, query: _Query, story_id: str) -> None:
         """Add the article to story ``story_id`` (created when not in memory)."""
-        article = query.article
+        article, features, vector = query.article, query.features, query.vector
+        feed = sys.intern(article.feed_url)
         self._index.advance(article.published)  # evict before looking the story up
         self._index.add(
             Doc(
                 serial=self._index.next_serial(),
                 story=self._index.story_for(story_id),
-                feed_url=article.feed_url,
                 title=article.title,
-                published=article.published,
-                vector=query.vector,
-                features=replace(query.features, surface={}),  # only the query's is read
-                entities=query.entities,
+                terms=tuple(vector),
+                weights=array("d", vector.values()),
+                extra=tuple(t for t in features.terms if t not in vector),
+                names=tuple(sys.intern(n) for n in features.names),
+                sketch=features.sketch,
                 keys=query.keys,
-                kickers=tuple((article.feed_url, k) for k in kickers(article.title)),
-            )
+                kickers=tuple((feed, k) for k in query.kickers),
+            ),
+            published=article.published,
+            feed=feed,
+            numbers=features.numbers,
+            entities=query.entities,
         )
 
     # -- features -----------------------------------------------------------------------
 
     def _query(self, article: Article, entities: Sequence[str]) -> _Query:
+        """The article as the clusterer compares it.
+
+        Features prepared by the parse worker are used as they are unless the title
+        has a rubric of its feed.  Made here, they leave out the words as written: only
+        the explanation of a join reads them (:meth:`_shared`).
+        """
+        prepared = article.features
+        if prepared is not None and prepared.title_weight != self.thresholds.title_weight:
+            prepared = None
+        title_kickers = prepared.kickers if prepared is not None else tuple(kickers(article.title))
         feed, used = article.feed_url, self._index.kickers
-        rubrics = {k for k in kickers(article.title) if used[(feed, k)] > 0}
-        features = extract(
-            article.title, article.summary, article.content, self.thresholds.title_weight, rubrics
-        )
+        rubrics = frozenset(k for k in title_kickers if used[(feed, k)] > 0)
+        if prepared is not None and not rubrics:
+            features = unpack(prepared)
+        else:
+            features = extract(
+                article.title,
+                article.summary,
+                article.content,
+                self.thresholds.title_weight,
+                rubrics,
+                surface=False,
+                prepared=prepared,
+            )
         keys = tuple(
             key
             for key in (
@@ -225,7 +259,14 @@ class Clusterer:
             stem(word) for name in (*features.names.values(), *entities) for word in tokens(name)
         )
         return _Query(
-            article, features, self._weigh(features.terms), frozenset(entities), keys, name_terms
+            article,
+            features,
+            self._weigh(features.terms),
+            frozenset(entities) if entities else _NO_ENTITIES,
+            keys,
+            name_terms,
+            title_kickers,
+            rubrics,
         )
 
     def _weigh(self, terms: dict[str, int]) -> dict[str, float]:
@@ -248,30 +289,31 @@ class Clusterer:
             if index.idf(n, index.name_df) >= informative
             and not entity_words & {stem(w) for w in tokens(features.names[n])}
         ]
+        story_terms = story.terms()
         shared_terms = sum(
             1
             for term in features.terms
-            if term in story.terms
+            if term in story_terms
             and term not in named
             and term not in features.weak
             and not is_year(term)
             and index.idf(term) >= informative
         )
         centroid = (
-            dot(query.vector, story.centroid) / math.sqrt(story.centroid_norm2)
+            dot(query.vector, story.centroid()) / math.sqrt(story.centroid_norm2)
             if story.centroid_norm2 > 0
             else 0.0
         )
         return Signals(
             same_key=any(index.key_story(key) is story for key in query.keys),
             near_duplicate=(
-                sketch_similarity(features.sketch, candidate.member.features.sketch)
+                sketch_similarity(features.sketch, candidate.member.sketch)
                 if candidate.cosine >= _NEAR_DUPLICATE_COSINE
                 else 0.0
             ),
             member_cosine=candidate.cosine,
             centroid_cosine=centroid,
-            keyword=self._keyword(query, story),
+            keyword=self._keyword(query, story_terms),
             shared_terms=shared_terms,
             shared_names=len(distinct_names),
             shared_entities=len(entities),
@@ -282,7 +324,7 @@ class Clusterer:
             title_only=not (query.article.summary or query.article.content),
         )
 
-    def _keyword(self, query: _Query, story: Story) -> float:
+    def _keyword(self, query: _Query, story_terms: Mapping[str, int]) -> float:
         """How much of the article is made of this story's keywords (0 to 1).
 
         A keyword of a story is a term at least ``keyword_support`` of its members
@@ -296,7 +338,7 @@ class Clusterer:
         support = self.thresholds.keyword_support
         total = 0.0
         for term, weight in query.vector.items():
-            inside = story.terms.get(term, 0)
+            inside = story_terms.get(term, 0)
             if inside >= support and term not in query.name_terms:
                 total += weight * inside / (self._index.df[term] + 1.0)
         return min(total, 1.0)
@@ -312,12 +354,17 @@ class Clusterer:
             if n in story.names and features.names[n].casefold() not in seen
         ]
         covered = {stem(w) for item in shared for w in tokens(item)}
+        centroid = story.centroid()
         weighted = sorted(
-            (-query.vector[t] * story.centroid[t], t) for t in query.vector if t in story.centroid
+            (-query.vector[t] * centroid[t], t) for t in query.vector if t in centroid
         )
+        written = features.surface
         for _, term in weighted:
             if term not in covered:
-                shared.append(features.surface.get(term, term))
+                if not written:
+                    a = query.article
+                    written = surface_words(a.title, a.summary, a.content, query.rubrics)
+                shared.append(written.get(term, term))
                 covered.add(term)
         return tuple(shared[:limit])
 

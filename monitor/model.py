@@ -69,7 +69,8 @@ class Article:
     content_hash: str
     published: datetime  # aware UTC, clamped to fetched
     fetched: datetime  # aware UTC
-    # computed by the parse worker so the clusterer need not; None when read from storage
+    # clustering features the parse worker prepared (process_document(features=True)), so
+    # the clusterer need not make them; None otherwise (the default, and read from storage)
     features: PreparedFeatures | None = field(default=None, compare=False, repr=False)
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from html import unescape
 from urllib.parse import quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from monitor.model import Article, ParsedEntry, ParsedFeed
 from monitor.parse import parse_feed
+from monitor.storyscore import DEFAULT_THRESHOLDS
+from monitor.textfeatures import prepare
 
 SUMMARY_CHARS = 500  # a summary made from content is cut to about this
 TITLE_CHARS = 120  # a title made from text (entries without one) is cut to about this
@@ -94,15 +96,30 @@ def process_document(
     content_type: str | None,
     headers: Mapping[str, str] | None = None,
     fetched: datetime,
+    features: bool = False,
 ) -> ProcessedFeed:
-    """Parse and normalise one response body; raises ParseError as ``parse_feed`` does."""
+    """Parse and normalise one response body; raises ParseError as ``parse_feed`` does.
+
+    With ``features``, each article also carries its rubric-independent text features
+    (:func:`monitor.textfeatures.prepare`), so the pool worker makes them instead of the
+    clusterer.  Off by default: the worker would make them for every entry of the
+    document, while the clusterer makes them only for the entries that are new (on the
+    bench's cold poll a third are copies; on a later poll of a feed, nearly all are
+    known), and with as many workers as cores the workers are the busier side.
+    """
     parsed = parse_feed(content, url=url, content_type=content_type, headers=headers)
+    articles = normalize_entries(feed_url, parsed, fetched, base_url=url)
+    if features:
+        weight = DEFAULT_THRESHOLDS.title_weight
+        articles = [
+            replace(a, features=prepare(a.title, a.summary, a.content, weight)) for a in articles
+        ]
     return ProcessedFeed(
         title=plain_text(parsed.title) or None,
         link=parsed.link,
         ttl_seconds=parsed.ttl_seconds,
         bozo_reason=parsed.bozo_reason,
-        articles=tuple(normalize_entries(feed_url, parsed, fetched, base_url=url)),
+        articles=tuple(articles),
     )
 
 

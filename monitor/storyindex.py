@@ -13,48 +13,77 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 
-from monitor.textfeatures import TextFeatures
+__all__ = ["Doc", "Nearest", "Story", "StoryIndex", "dot", "dot_doc"]
 
-__all__ = ["Doc", "Nearest", "Story", "StoryIndex", "dot"]
+_EMPTY: frozenset[str] = frozenset()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Doc:
-    """One article in memory."""
+    """One article in memory: only what is read after it was recorded.
+
+    Tens of thousands of these live for days, so the vector is a tuple of (interned)
+    terms and an array of weights rather than a dict of float objects.
+    """
 
     serial: int
     story: Story
-    feed_url: str
     title: str
-    published: datetime
-    vector: dict[str, float]  # unit-length TF-IDF vector (idf as when it was added)
-    features: TextFeatures
-    entities: frozenset[str]  # tracked entities it mentions
+    terms: tuple[str, ...]  # terms of its unit-length TF-IDF vector (idf as when added)
+    weights: array[float]  # their weights, in the same order
+    extra: tuple[str, ...]  # its other terms (weight 0: left out of the vector), usually ()
+    names: tuple[str, ...]  # folded name-like phrases
+    sketch: array[int]  # shingle sketch
     keys: tuple[str, ...]  # exact keys: "url:...", "hash:..."
     kickers: tuple[tuple[str, str], ...]  # (feed url, title kicker)
 
+    def vector(self) -> dict[str, float]:
+        """The TF-IDF vector as a dict, in the order it was built."""
+        return dict(zip(self.terms, self.weights, strict=True))
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class Story:
-    """One story in memory, with what its members have in common."""
+    """One story in memory, with what its members have in common.
+
+    Most stories have one article: their centroid and term counts are that article's,
+    so they are only built (and kept) once a second member arrives.
+    """
 
     id: str
     serial: int  # creation order, for deterministic ties
     members: list[Doc] = field(default_factory=list)
-    centroid: dict[str, float] = field(default_factory=dict)  # sum of member vectors
     centroid_norm2: float = 0.0
     first_published: datetime | None = None
     last_published: datetime | None = None
-    terms: Counter[str] = field(default_factory=Counter)  # term -> members containing it
-    names: Counter[str] = field(default_factory=Counter)
-    entities: Counter[str] = field(default_factory=Counter)
-    numbers: Counter[str] = field(default_factory=Counter)
-    feeds: set[str] = field(default_factory=set)
+    names: frozenset[str] = _EMPTY  # name-like phrases of its members
+    entities: frozenset[str] = _EMPTY  # tracked entities its members mention
+    numbers: frozenset[str] = _EMPTY
+    feeds: tuple[str, ...] = ()  # feeds of its members (few: a tuple is smaller than a set)
+    vector_sum: dict[str, float] | None = None  # sum of member vectors, from two members on
+    term_members: Counter[str] | None = None  # term -> members containing it, likewise
+
+    def centroid(self) -> dict[str, float]:
+        """Sum of the member vectors (a fresh dict while the story has one member)."""
+        if self.vector_sum is not None:
+            return self.vector_sum
+        return self.members[0].vector() if self.members else {}
+
+    def terms(self) -> Mapping[str, int]:
+        """Term -> members containing it."""
+        if self.term_members is not None:
+            return self.term_members
+        if not self.members:
+            return {}
+        doc = self.members[0]
+        return dict.fromkeys(chain(doc.terms, doc.extra), 1)
 
     def apart(self, published: datetime) -> timedelta:
         """Time from ``published`` to the story's span (zero inside it)."""
@@ -66,7 +95,7 @@ class Story:
         return timedelta(0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nearest:
     """A joinable story and its member closest to the query."""
 
@@ -89,7 +118,9 @@ class StoryIndex:
         self.stories: dict[str, Story] = {}
         self.docs: dict[int, Doc] = {}
         self._serial = 0
-        self._postings: dict[str, list[int]] = {}  # term -> doc serials, oldest first
+        # term -> (doc serial, the term's weight in that doc) pairs, flat, oldest first: an
+        # array of doubles (serials stay exact) is far smaller than a list of objects
+        self._postings: dict[str, array[float]] = {}
         self._keys: dict[str, int] = {}  # exact key -> doc serial
         self._expiry: list[tuple[datetime, int, str]] = []  # heap: (last published, serial, id)
         self._high_water: datetime | None = None
@@ -142,19 +173,22 @@ class StoryIndex:
         indexed = [term for term in vector if self.df[term] > 0]
         for term in sorted(indexed, key=lambda t: (self.df[t], t))[:query_terms]:
             weight = vector[term]
-            for i, serial in enumerate(reversed(self._postings.get(term, ()))):
-                if i >= postings_scan:
-                    break
-                doc = self.docs.get(serial)
-                if doc is not None:
-                    partial[serial] = partial.get(serial, 0.0) + weight * doc.vector[term]
+            postings = self._postings.get(term)
+            if postings is None:
+                continue
+            newest = len(postings) - 2
+            for i in range(min(postings_scan, len(postings) // 2)):
+                at = newest - 2 * i
+                serial = int(postings[at])
+                if serial in self.docs:
+                    partial[serial] = partial.get(serial, 0.0) + weight * postings[at + 1]
         top = heapq.nsmallest(max_candidates, partial.items(), key=lambda i: (-i[1], i[0]))
         best: dict[str, Nearest] = {}
         for serial, _ in top:
             doc = self.docs[serial]
             if not self.joinable(doc.story, published):
                 continue
-            cosine = dot(vector, doc.vector)
+            cosine = dot_doc(vector, doc)
             seen = best.get(doc.story.id)
             if seen is None or cosine > seen.cosine:
                 best[doc.story.id] = Nearest(doc.story, doc, cosine)
@@ -175,18 +209,37 @@ class StoryIndex:
         self._serial += 1
         return self._serial
 
-    def add(self, doc: Doc) -> None:
-        """Record ``doc`` (built with :meth:`story_for` and :meth:`next_serial`)."""
-        self.advance(doc.published)
+    def add(
+        self,
+        doc: Doc,
+        *,
+        published: datetime,
+        feed: str,
+        numbers: Collection[str],
+        entities: Collection[str],
+    ) -> None:
+        """Record ``doc`` (built with :meth:`story_for` and :meth:`next_serial`).
+
+        What only its story needs (when it was published, its feed, numbers, entities)
+        is passed along instead of being kept in the doc.
+        """
+        self.advance(published)
         self.docs[doc.serial] = doc
-        self._attach(doc.story, doc)
+        self._attach(doc.story, doc, published, feed, numbers, entities)
         for key in doc.keys:
             self._keys[key] = doc.serial
-        for term in doc.vector:
-            self._postings.setdefault(term, []).append(doc.serial)
+        serial = float(doc.serial)
+        for term, weight in zip(doc.terms, doc.weights, strict=True):
+            postings = self._postings.get(term)
+            if postings is None:
+                self._postings[term] = array("d", (serial, weight))
+            else:
+                postings.append(serial)
+                postings.append(weight)
         self.n_docs += 1
-        self.df.update(doc.features.terms.keys())
-        self.name_df.update(doc.features.names.keys())
+        self.df.update(doc.terms)
+        self.df.update(doc.extra)
+        self.name_df.update(doc.names)
         self.kickers.update(doc.kickers)
 
     def advance(self, published: datetime) -> None:
@@ -203,22 +256,42 @@ class StoryIndex:
         if self._evicted_since_sweep > max(len(self.docs), 1000):
             self._sweep()
 
-    def _attach(self, story: Story, doc: Doc) -> None:
+    def _attach(
+        self,
+        story: Story,
+        doc: Doc,
+        published: datetime,
+        feed: str,
+        numbers: Collection[str],
+        entities: Collection[str],
+    ) -> None:
         story.members.append(doc)
-        for term, weight in doc.vector.items():
-            old = story.centroid.get(term, 0.0)
-            story.centroid[term] = old + weight
+        if len(story.members) == 2:  # the first member's centroid and counts were implicit
+            story.vector_sum = story.members[0].vector()
+            story.term_members = Counter(story.terms())
+        centroid = story.vector_sum
+        for term, weight in zip(doc.terms, doc.weights, strict=True):
+            old = 0.0
+            if centroid is not None:
+                old = centroid.get(term, 0.0)
+                centroid[term] = old + weight
             story.centroid_norm2 += 2.0 * old * weight + weight * weight
-        story.terms.update(doc.features.terms.keys())
-        story.names.update(doc.features.names.keys())
-        story.entities.update(doc.entities)
-        story.numbers.update(doc.features.numbers)
-        story.feeds.add(doc.feed_url)
-        if story.first_published is None or doc.published < story.first_published:
-            story.first_published = doc.published
-        if story.last_published is None or doc.published > story.last_published:
-            story.last_published = doc.published
-            heapq.heappush(self._expiry, (doc.published, story.serial, story.id))
+        if story.term_members is not None:
+            story.term_members.update(doc.terms)
+            story.term_members.update(doc.extra)
+        if doc.names:
+            story.names = story.names | frozenset(doc.names)
+        if entities:
+            story.entities = story.entities | frozenset(entities)
+        if numbers:
+            story.numbers = story.numbers | frozenset(numbers)
+        if feed not in story.feeds:
+            story.feeds = (*story.feeds, feed)
+        if story.first_published is None or published < story.first_published:
+            story.first_published = published
+        if story.last_published is None or published > story.last_published:
+            story.last_published = published
+            heapq.heappush(self._expiry, (published, story.serial, story.id))
 
     def _evict(self, story: Story) -> None:
         del self.stories[story.id]
@@ -227,8 +300,9 @@ class StoryIndex:
             for key in doc.keys:
                 if self._keys.get(key) == doc.serial:
                     del self._keys[key]
-            self.df.subtract(doc.features.terms.keys())
-            self.name_df.subtract(doc.features.names.keys())
+            self.df.subtract(doc.terms)
+            self.df.subtract(doc.extra)
+            self.name_df.subtract(doc.names)
             self.kickers.subtract(doc.kickers)
             self.n_docs -= 1
         self._evicted_since_sweep += len(story.members)
@@ -239,8 +313,9 @@ class StoryIndex:
         self.name_df = +self.name_df
         self.kickers = +self.kickers
         live = self.docs
-        for term in list(self._postings):
-            kept = [serial for serial in self._postings[term] if serial in live]
+        for term, postings in list(self._postings.items()):
+            pairs = zip(postings[::2], postings[1::2], strict=True)
+            kept = array("d", chain.from_iterable(p for p in pairs if int(p[0]) in live))
             if kept:
                 self._postings[term] = kept
             else:
@@ -253,3 +328,14 @@ def dot(a: dict[str, float], b: dict[str, float]) -> float:
     if len(a) > len(b):
         a, b = b, a
     return sum(w * b.get(t, 0.0) for t, w in a.items())
+
+
+def dot_doc(a: dict[str, float], doc: Doc, *, doc_first: bool = False) -> float:
+    """``dot(a, doc.vector())`` (``dot(doc.vector(), a)`` with ``doc_first``), summed in
+    the same order, so to the same last bit, without building the doc's dict when the
+    doc is the vector iterated over."""
+    n = len(doc.terms)
+    if n <= len(a) if doc_first else n < len(a):
+        return sum(w * a.get(t, 0.0) for t, w in zip(doc.terms, doc.weights, strict=True))
+    vector = doc.vector()
+    return sum(w * vector.get(t, 0.0) for t, w in a.items())

@@ -6,10 +6,15 @@ digits, a cheap suffix stemmer (no dictionary), and the same fold as entity matc
 handled once and the same way everywhere.  Title kickers a feed repeats (rubrics) can
 be discounted; the shingle sketch (bottom-k of CRC32 hashes of word 3-grams) spots
 near-identical texts.
+
+:func:`prepare` computes the features that do not depend on the clusterer's memory
+(everything when the title has no rubric) where the article is parsed, in a pool
+worker; :func:`unpack` restores them in the main process.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import zlib
@@ -19,6 +24,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from monitor.entities import fold
+from monitor.model import PreparedFeatures
 
 __all__ = [
     "STOP_WORDS",
@@ -27,9 +33,12 @@ __all__ = [
     "is_year",
     "kickers",
     "name_phrases",
+    "prepare",
     "sketch_similarity",
     "stem",
+    "surface_words",
     "tokens",
+    "unpack",
 ]
 
 _EN_STOP = """
@@ -144,6 +153,8 @@ _WRITTEN_WORD = re.compile(r"[^\W_]+")
 _MAX_NAME_WORDS = 3  # longer runs of capitalised words are German nouns, not names
 _SKETCH_SIZE = 48
 _SHINGLE = 3
+_EMPTY: frozenset[str] = frozenset()  # shared: most articles have no weak terms or numbers
+_NAME_SEP = "\x1f"  # never inside a name: names are made of word characters and spaces
 
 
 @dataclass(frozen=True)
@@ -158,8 +169,17 @@ class TextFeatures:
     weak: frozenset[str] = frozenset()  # terms only in the feed's rubric kickers
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def stem(word: str) -> str:
-    """Strip one common English/German inflection suffix (cheap, no dictionary)."""
+    """Strip one common English/German inflection suffix (cheap, no dictionary).
+
+    Cached, and interned: the same words recur in every article, and a term is then one
+    string however many articles and index entries hold it.
+    """
+    return sys.intern(_strip_suffix(word))
+
+
+def _strip_suffix(word: str) -> str:
     if word[0].isdigit():
         return word
     if word.endswith("ies") and len(word) - 3 >= _MIN_STEM - 1:
@@ -264,10 +284,10 @@ def _sketch(words: list[str]) -> array[int]:
     if not words:
         return array("I")
     if len(words) < _SHINGLE:
-        shingles = {" ".join(words)}
-    else:
-        shingles = {" ".join(words[i : i + _SHINGLE]) for i in range(len(words) - 2)}
-    hashes = sorted({zlib.crc32(s.encode()) for s in shingles})
+        hashes = [zlib.crc32(" ".join(words).encode())]
+    else:  # a repeated shingle gives a repeated hash: no need to collect the strings first
+        grams = zip(*(words[i:] for i in range(_SHINGLE)), strict=False)
+        hashes = sorted({zlib.crc32(" ".join(gram).encode()) for gram in grams})
     return array("I", hashes[:_SKETCH_SIZE])  # 4 bytes a hash, not a Python int each
 
 
@@ -287,34 +307,104 @@ def extract(
     content: str,
     title_weight: int = 2,
     rubrics: Collection[str] = (),
+    *,
+    surface: bool = True,
+    prepared: PreparedFeatures | None = None,
 ) -> TextFeatures:
     """Features of one article: title and summary for terms, everything for the sketch.
 
     ``rubrics`` are title kickers the article's feed has used before (section names such
     as "Top 10" or "Kommentar"): their words weigh as summary words, and when they
     appear nowhere else they are ``weak``: no evidence that two articles belong together.
+    ``surface=False`` leaves ``surface`` empty (see :func:`surface_words`).  Names and
+    the sketch do not depend on rubrics: they are taken from ``prepared`` when given.
     """
     terms: Counter[str] = Counter()
-    surface: dict[str, str] = {}
-    body = summary or content[:1000]
-    headline, rubric = _split_rubrics(title, rubrics) if rubrics else (title, "")
+    headline, rubric, body = _term_texts(title, summary, content, rubrics)
     for weight, text in ((title_weight, headline), (1, rubric), (1, body)):
-        written = _as_written(text)
         for word in tokens(text):
-            key = sys.intern(stem(word))  # one string per term across all articles
-            terms[key] += weight
-            surface.setdefault(key, written.get(word, word))
-    weak = frozenset(stem(w) for w in tokens(rubric)) - {
-        stem(w) for text in (headline, body) for w in tokens(text)
-    }
-    numbers = frozenset(t for t in terms if t[0].isdigit() and not is_year(t) and t not in weak)
-    names = name_phrases(body) | name_phrases(title)
-    all_words = fold(title + " " + (content or summary)).split()
+            terms[stem(word)] += weight
+    weak = _EMPTY
+    if rubric:  # only then can a term be in the rubric kickers alone
+        weak = frozenset(stem(w) for w in tokens(rubric)) - {
+            stem(w) for text in (headline, body) for w in tokens(text)
+        }
+    if prepared is not None:
+        names, sketch = _unpack_names(prepared.names), prepared.sketch
+    else:
+        names = name_phrases(body) | name_phrases(title)
+        sketch = _sketch(fold(title + " " + (content or summary)).split())
     return TextFeatures(
         terms=dict(terms),
-        surface=surface,
+        surface=surface_words(title, summary, content, rubrics) if surface else {},
         names=names,
-        numbers=numbers,
-        sketch=_sketch(all_words),
-        weak=weak,
+        numbers=_numbers(terms, weak),
+        sketch=sketch,
+        weak=weak or _EMPTY,
     )
+
+
+def surface_words(
+    title: str, summary: str, content: str, rubrics: Collection[str] = ()
+) -> dict[str, str]:
+    """``extract(...).surface`` for the same text: each term -> a word as written.
+
+    Only explanations read it, so the clusterer asks for it when it explains a join.
+    """
+    found: dict[str, str] = {}
+    for text in _term_texts(title, summary, content, rubrics):
+        if not text:
+            continue
+        written = _as_written(text)
+        for word in tokens(text):
+            found.setdefault(stem(word), written.get(word, word))
+    return found
+
+
+def _term_texts(
+    title: str, summary: str, content: str, rubrics: Collection[str]
+) -> tuple[str, str, str]:
+    """(headline without rubric kickers, the rubric kickers, body): where terms come from."""
+    headline, rubric = _split_rubrics(title, rubrics) if rubrics else (title, "")
+    return headline, rubric, summary or content[:1000]
+
+
+def _numbers(terms: Collection[str], weak: frozenset[str]) -> frozenset[str]:
+    found = frozenset(t for t in terms if t[0].isdigit() and not is_year(t) and t not in weak)
+    return found or _EMPTY
+
+
+def prepare(title: str, summary: str, content: str, title_weight: int = 2) -> PreparedFeatures:
+    """``extract`` without rubrics, packed to travel from a parse worker (see ``unpack``)."""
+    features = extract(title, summary, content, title_weight)
+    return PreparedFeatures(
+        title_weight=title_weight,
+        terms=" ".join(features.terms),
+        counts=array("I", features.terms.values()),
+        surface=" ".join(features.surface.values()),
+        names=_NAME_SEP.join(part for pair in features.names.items() for part in pair),
+        sketch=features.sketch,
+        kickers=tuple(kickers(title)),
+    )
+
+
+def unpack(prepared: PreparedFeatures) -> TextFeatures:
+    """The ``TextFeatures`` that ``prepare`` packed: what ``extract`` gives without rubrics."""
+    if not prepared.terms:
+        return TextFeatures({}, {}, _unpack_names(prepared.names), _EMPTY, prepared.sketch)
+    keys = [sys.intern(t) for t in prepared.terms.split(" ")]
+    terms = dict(zip(keys, prepared.counts, strict=True))
+    return TextFeatures(
+        terms=terms,
+        surface=dict(zip(keys, prepared.surface.split(" "), strict=True)),
+        names=_unpack_names(prepared.names),
+        numbers=_numbers(terms, _EMPTY),
+        sketch=prepared.sketch,
+    )
+
+
+def _unpack_names(packed: str) -> dict[str, str]:
+    if not packed:
+        return {}
+    parts = packed.split(_NAME_SEP)
+    return dict(zip(parts[::2], parts[1::2], strict=True))

@@ -21,6 +21,7 @@ from monitor.normalize import (
     plain_text,
     process_document,
 )
+from monitor.textfeatures import prepare
 
 DATA = Path(__file__).parent / "data"
 FETCHED = datetime(2026, 4, 25, 12, 0, tzinfo=UTC)
@@ -335,3 +336,17 @@ def test_normalize_is_deterministic():
     first, again = process(content), process(content)
     assert first == again
     assert [a.content_hash for a in first.articles] == [a.content_hash for a in again.articles]
+
+
+def test_process_document_can_prepare_the_clustering_features():
+    content = (DATA / "rss_relative.xml").read_bytes()
+    kwargs = {"url": FEED, "content_type": "application/rss+xml", "fetched": FETCHED}
+    result = process_document(FEED, content, features=True, **kwargs)
+    assert result.articles
+    for a in result.articles:
+        assert a.features == prepare(a.title, a.summary, a.content)
+    remote = pickle.loads(pickle.dumps(result))  # as the pool worker hands it back
+    assert [a.features for a in remote.articles] == [a.features for a in result.articles]
+    bare = process_document(FEED, content, **kwargs)
+    assert all(a.features is None for a in bare.articles)  # not by default: see the docstring
+    assert bare.articles == result.articles  # the features are no part of an article's identity

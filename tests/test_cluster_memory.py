@@ -1,0 +1,145 @@
+"""The clusterer's compact memory and prepared features change no decision."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from array import array
+from datetime import timedelta
+
+from monitor.cluster import Clusterer
+from monitor.model import Article, StoryDecision
+from monitor.storyindex import Doc, Story, dot, dot_doc
+from monitor.storyscore import Thresholds
+from monitor.textfeatures import prepare
+from tests.test_cluster import CRASH, MUTINY, article, background, ids
+
+
+def prepared(a: Article, title_weight: int = 2) -> Article:
+    features = prepare(a.title, a.summary, a.content, title_weight)
+    return dataclasses.replace(a, features=features)
+
+
+def decisions(articles: list[Article], clusterer: Clusterer) -> list[StoryDecision]:
+    new_id = ids()
+    return [clusterer.place(a, (), new_id) for a in articles]
+
+
+def news() -> list[Article]:
+    """Background, one event in three reports, another about the same person, and a feed
+    whose titles repeat a kicker (a rubric from its second article on)."""
+    rubric = [
+        article(
+            f"Marktbericht: {title}",
+            summary,
+            feed="https://boerse.example/rss",
+            at=timedelta(minutes=10 * i),
+        )
+        for i, (title, summary) in enumerate(
+            [
+                ("DAX schließt höher", "Der Leitindex gewann 1,5 Prozent auf 18.400 Punkte."),
+                ("DAX schließt tiefer", "Der Leitindex verlor 0,8 Prozent auf 18.250 Punkte."),
+                ("Ölpreis steigt", "Brent kostete 84 Dollar je Barrel."),
+            ]
+        )
+    ]
+    return [*background(), *rubric, *MUTINY, CRASH]
+
+
+def test_prepared_features_give_the_same_decisions_as_features_made_here() -> None:
+    plain = decisions(news(), Clusterer())
+    assert decisions([prepared(a) for a in news()], Clusterer()) == plain
+    # prepared with another title weight than the clusterer's: made again, same result
+    assert decisions([prepared(a, 3) for a in news()], Clusterer()) == plain
+    assert prepared(news()[0]) == news()[0]  # not part of an article's identity
+
+
+def test_a_warm_start_without_prepared_features_continues_identically() -> None:
+    items = news()
+    head, tail = items[:-4], [prepared(a) for a in items[-4:]]
+    first = Clusterer()
+    new_id = ids()
+    placed = [first.place(prepared(a), (), new_id) for a in head]
+    expected = [first.place(a, (), new_id) for a in tail]
+    warm = Clusterer()  # storage gives back articles without prepared features
+    warm.replay((a, d.story_id or "", ()) for a, d in zip(head, placed, strict=True))
+    counter = iter(range(1, 100))
+    got = [warm.place(a, (), lambda: f"n{next(counter)}") for a in tail]
+    known = {d.story_id for d in placed}
+    for want, have in zip(expected, got, strict=True):
+        assert (have.method, have.score, have.shared) == (want.method, want.score, want.shared)
+        if want.story_id in known:
+            assert have.story_id == want.story_id
+        else:
+            assert have.story_id is not None and have.story_id.startswith("n")
+
+
+def test_a_story_of_one_article_keeps_no_centroid_of_its_own() -> None:
+    clusterer = Clusterer()
+    placed = decisions([*background(), *MUTINY], clusterer)
+    index = clusterer._index
+    single = index.stories[placed[0].story_id or ""]
+    assert len(single.members) == 1 and single.vector_sum is None
+    assert single.term_members is None
+    assert single.centroid() == single.members[0].vector()
+    joined = index.stories[placed[-1].story_id or ""]
+    assert len(joined.members) == 3 and joined.vector_sum is not None
+    total: dict[str, float] = {}
+    for member in joined.members:
+        for term, weight in member.vector().items():
+            total[term] = total.get(term, 0.0) + weight
+    assert joined.centroid() == total
+    assert joined.centroid_norm2 > 0
+    assert abs(joined.centroid_norm2 - sum(w * w for w in total.values())) < 1e-9
+    assert not hasattr(single.members[0], "__dict__")  # slots: no per-object dict
+    assert not hasattr(single, "__dict__")
+
+
+def test_postings_follow_the_articles_through_eviction_and_sweeps() -> None:
+    clusterer = Clusterer(window=timedelta(hours=2))
+    rng = random.Random(5)
+    words = [f"word{i}" for i in range(60)]
+    items = [
+        article(
+            " ".join(rng.sample(words, 6)),
+            " ".join(rng.sample(words, 12)),
+            at=timedelta(minutes=7 * i),
+            feed=f"https://f{i % 5}.example/rss",
+        )
+        for i in range(1500)
+    ]
+    decisions(items, clusterer)
+    index = clusterer._index
+    assert 0 < len(index.docs) < 200  # most were evicted, and swept along the way
+    live_pairs = 0
+    for term, postings in index._postings.items():
+        assert len(postings) % 2 == 0
+        for at in range(0, len(postings), 2):
+            doc = index.docs.get(int(postings[at]))
+            if doc is not None:
+                live_pairs += 1
+                assert doc.vector()[term] == postings[at + 1]
+    assert live_pairs == sum(len(d.terms) for d in index.docs.values())
+    assert sum(index.df.values()) == sum(len(d.terms) + len(d.extra) for d in index.docs.values())
+
+
+def test_dot_with_a_doc_sums_exactly_as_with_dicts() -> None:
+    rng = random.Random(3)
+    story = Story(id="s", serial=1)
+    for _ in range(200):
+        terms = rng.sample([f"t{i}" for i in range(40)], rng.randint(1, 20))
+        weights = [rng.random() for _ in terms]
+        doc = Doc(1, story, "", tuple(terms), array("d", weights), (), (), array("I"), (), ())
+        other = {f"t{i}": rng.random() for i in rng.sample(range(40), rng.randint(1, 20))}
+        assert dot_doc(other, doc) == dot(other, doc.vector())
+        assert dot_doc(other, doc, doc_first=True) == dot(doc.vector(), other)
+    assert math.isclose(dot({"a": 1.0}, {"a": 2.0}), 2.0)
+
+
+def test_thresholds_with_another_title_weight_still_work() -> None:
+    clusterer = Clusterer(Thresholds(title_weight=3))
+    made_here = decisions(news(), clusterer)
+    assert decisions([prepared(a) for a in news()], Clusterer(Thresholds(title_weight=3))) == (
+        made_here
+    )
