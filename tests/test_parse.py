@@ -66,8 +66,7 @@ def _golden_output(name: str) -> object:
             "processed_title": processed.title,
             # prepared clustering features are an optimisation, not part of the record
             "articles": [
-                {k: v for k, v in asdict(a).items() if k != "features"}
-                for a in processed.articles
+                {k: v for k, v in asdict(a).items() if k != "features"} for a in processed.articles
             ],
         }
     )
