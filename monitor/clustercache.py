@@ -45,9 +45,9 @@ class ClusterCache:
         self._stored = self._store.articles.cluster_round()
         return self._stored + 1
 
-    def end_round(self, seq: int) -> None:
-        """This round's articles are stored as round ``seq``."""
-        if self._clusterer is not None:
+    def end_round(self, seq: int, *, stored_new: bool) -> None:
+        """This round is written: its new articles (if any) are stored as round ``seq``."""
+        if self._clusterer is not None and stored_new:
             self._seen = seq
 
     def _get(self) -> Clusterer:

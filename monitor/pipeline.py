@@ -236,15 +236,13 @@ def parse_with_limit(
 def store_slice(engine: Engine, claims: Claims, polls: Sequence[FeedPoll]) -> CycleReport:
     """Store finished feeds under the clustering lock, only those still leased to us."""
     ids = [p.feed.id for p in polls]
-    try:
-        with engine.store.cluster_lock():
-            owned = claims.keep_only_owned(ids)
-            kept = [p for p in polls if p.feed.id in owned]
-            seq = engine.clusterer.begin_round()
-            report = store_cycle(engine, kept, lease_owner=claims.owner, cluster_seq=seq)
-            engine.clusterer.end_round(seq)
-    finally:
-        claims.done(ids)
+    with engine.store.cluster_lock():
+        owned = claims.keep_only_owned(ids)
+        kept = [p for p in polls if p.feed.id in owned]
+        seq = engine.clusterer.begin_round()
+        report = store_cycle(engine, kept, lease_owner=claims.owner, cluster_seq=seq)
+        engine.clusterer.end_round(seq, stored_new=report.stats.new > 0)
+    claims.done(ids)  # on failure they stay held: the cycle gives their leases back
     return report
 
 

@@ -7,12 +7,16 @@ test needs PostgreSQL's ``SKIP LOCKED``.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
-from monitor.model import OutboxAlert
-from storage.records import FeedUpdate, IngestPlan
+from monitor.model import Article, OutboxAlert, StoryDecision
+from storage.records import FeedUpdate, IngestPlan, NewArticle, StoryWrite
 from storage.store import Store
 
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
@@ -198,3 +202,89 @@ def test_instances_starting_together_migrate_once(pg_url: str) -> None:
     engine = make_engine(pg_url)
     assert current_revision(engine) == SCHEMA_HEAD
     engine.dispose()
+
+
+def _new_article(feed_url: str, guid: str, title: str, summary: str, at: datetime) -> Article:
+    return Article(
+        feed_url=feed_url,
+        entry_index=0,
+        guid=guid,
+        url=f"https://ex.org/{guid}",
+        canonical_url=f"https://ex.org/{guid}",
+        title=title,
+        summary=summary,
+        content="",
+        content_hash=f"h-{guid}",
+        published=at,
+        fetched=at,
+    )
+
+
+def _store_round(store: Store, feed_id: int, art: Article, story: str, seq: int) -> None:
+    store.articles.apply(
+        IngestPlan(
+            new_articles=(
+                NewArticle(
+                    f"a_{art.guid}", feed_id, art, story, StoryDecision(None, "new", 0.0), False, ()
+                ),
+            ),
+            stories=(StoryWrite(story, art.title, art.fetched, art.fetched, art.published, True),),
+            seen_guids=((feed_id, art.guid, f"a_{art.guid}", art.content_hash),),
+            cluster_seq=seq,
+        )
+    )
+
+
+def test_cluster_cache_replays_other_instances_rounds_without_rebuilding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor import clustercache
+    from monitor.config import load_config
+
+    builds: list[int] = []
+    real_build = clustercache.build_clusterer
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(clustercache, "build_clusterer", counting)
+    (tmp_path / "feeds.yaml").write_text(
+        f"version: 1\nsettings:\n  database: sqlite:///{tmp_path / 'm.db'}\n"
+        "feeds:\n  - url: https://a.example/rss\n"
+    )
+    cfg = load_config(tmp_path / "feeds.yaml", env={})
+    store = _store(cfg.settings.database, "host:1")
+    store.feeds.sync([("https://a.example/rss", None)], NOW)
+    feed_id = store.feeds.states()[0].id
+    now = datetime.now(UTC)
+    cache = clustercache.ClusterCache(cfg, store)
+    # round 1: this instance stores an article about a quarry fire in Tromsø
+    seq = cache.begin_round()
+    first = _new_article(
+        "https://a.example/rss", "g1", "Quarry fire near Tromsø forces evacuation",
+        "Firefighters in Tromsø battled a quarry fire overnight.", now,
+    )  # fmt: skip
+    decision = cache.place(first, [], lambda: "s_1")
+    _store_round(store, feed_id, first, "s_1", seq)
+    cache.end_round(seq, stored_new=True)
+    # round 2: nothing new here
+    seq = cache.begin_round()
+    cache.end_round(seq, stored_new=False)
+    # meanwhile another instance stores round 2: a different event
+    other = _new_article(
+        "https://a.example/rss", "g2", "Glacier lagoon in Jökulsárlón reaches record size",
+        "Scientists measured the Jökulsárlón glacier lagoon at a record area.", now,
+    )  # fmt: skip
+    _store_round(store, feed_id, other, "s_2", store.articles.cluster_round() + 1)
+    # round 3: a report of the other instance's event joins its story, with no rebuild
+    cache.begin_round()
+    later = _new_article(
+        "https://a.example/rss", "g3", "Jökulsárlón glacier lagoon at record size, scientists say",
+        "The glacier lagoon of Jökulsárlón has grown to a record area, scientists measured.", now,
+    )  # fmt: skip
+    assert decision.method == "new"
+    later = replace(later, content_hash=other.content_hash)  # the same wire copy
+    assert cache.place(later, [], lambda: "s_new").story_id == "s_2"
+    assert len(builds) == 1
+    store.close()
