@@ -39,6 +39,8 @@ class Claims:
     held: set[int] = field(default_factory=set)
     started: datetime | None = None  # feeds fetched since then are not claimed again
     stopping: Callable[[], bool] = lambda: False  # the daemon is stopping: claim no more
+    _own: set[str] = field(default_factory=set)
+    _foreign: set[int] | None = None
 
     def __post_init__(self) -> None:
         if self.started is None:
@@ -49,17 +51,30 @@ class Claims:
         return self.store.owner
 
     def claim(self, limit: int) -> list[FeedState]:
+        """Lease up to ``limit`` feeds of this instance's config."""
         if self.stopping():
             return []
-        feeds = self.store.feeds.claim(
-            self.urls,
-            self.clock(),
-            owner=self.owner,
-            limit=limit,
-            lease=self.lease,
-            due_only=self.due_only,
-            not_since=self.started,
-        )
+        if self._foreign is None:  # stored feeds this config does not have (once a cycle)
+            self._own = set(self.urls)
+            self._foreign = {i for url, i in self.store.feeds.ids().items() if url not in self._own}
+        feeds: list[FeedState] = []
+        while len(feeds) < limit:
+            batch = self.store.feeds.claim(
+                self.clock(),
+                owner=self.owner,
+                limit=limit - len(feeds),
+                lease=self.lease,
+                due_only=self.due_only,
+                not_since=self.started,
+                exclude=self._foreign,
+            )
+            feeds.extend(f for f in batch if f.url in self._own)
+            # feeds another instance's config added meanwhile: hand back, skip from now on
+            foreign = [f.id for f in batch if f.url not in self._own]
+            if not foreign:
+                break
+            self._foreign.update(foreign)
+            self.store.feeds.release(foreign, self.owner)
         self.held.update(f.id for f in feeds)
         return feeds
 

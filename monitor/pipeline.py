@@ -134,24 +134,33 @@ async def _stream(
     exhausted = False
     try:
         while True:
-            free = slots - len(in_flight)
-            # refill in steps (a claim is a transaction), or at once when idle
-            if not exhausted and (free >= max(1, slots // 4) or not in_flight):
-                feeds = await asyncio.to_thread(claims.claim, free)
-                exhausted = len(feeds) < free
-                in_flight.update(asyncio.create_task(poll_one(engine, fetcher, f)) for f in feeds)
-            if not in_flight:
-                break
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            finished.extend(t.result() for t in done)
-            if len(finished) >= STORE_SLICE and (storing is None or storing.done()):
-                if storing is not None:
-                    report.add(storing.result())
+            if storing is not None and storing.done():
+                report.add(storing.result())
+                storing = None
+            if storing is None and len(finished) >= STORE_SLICE:
                 # clustering and the write are CPU and disk work: off the event loop
                 storing = asyncio.create_task(
                     asyncio.to_thread(store_slice, engine, claims, finished)
                 )
                 finished = []
+            # a full slice waiting for the store: claim nothing (bounds what is held)
+            backlog = len(finished) >= STORE_SLICE
+            free = slots - len(in_flight)
+            # refill in steps (a claim is a transaction), or at once when idle
+            if not exhausted and not backlog and (free >= max(1, slots // 4) or not in_flight):
+                feeds = await asyncio.to_thread(claims.claim, free)
+                exhausted = len(feeds) < free
+                in_flight.update(asyncio.create_task(poll_one(engine, fetcher, f)) for f in feeds)
+            if not in_flight and not backlog:
+                break
+            waiting: set[asyncio.Future[Any]] = set(in_flight)
+            if storing is not None:
+                waiting.add(storing)
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not storing:
+                    in_flight.discard(task)
+                    finished.append(task.result())
         if storing is not None:
             report.add(await storing)
         if finished:
@@ -187,7 +196,7 @@ async def poll_one(engine: Engine, fetcher: Fetcher, feed: FeedState) -> FeedPol
             processed.bozo_reason,
         )
     outcome = PollOutcome(
-        fetched,
+        replace(fetched, content=None),  # parsed: the body need not wait for the store
         entries=len(processed.articles),
         ttl_seconds=processed.ttl_seconds,
         title=processed.title,

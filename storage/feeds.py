@@ -103,7 +103,6 @@ class FeedRepo:
 
     def claim(
         self,
-        urls: Collection[str],
         now: datetime,
         *,
         owner: str,
@@ -111,35 +110,37 @@ class FeedRepo:
         lease: timedelta,
         due_only: bool = True,
         not_since: datetime | None = None,
+        exclude: Collection[int] = (),
     ) -> list[FeedState]:
-        """Lease up to ``limit`` of ``urls`` to ``owner`` until ``now + lease``: enabled
-        feeds whose next poll has come (any, without ``due_only``) that no live lease holds
-        and, with ``not_since``, that were not fetched since then (once per cycle).
+        """Lease up to ``limit`` feeds to ``owner`` until ``now + lease``: enabled feeds
+        whose next poll has come (any, without ``due_only``) that no live lease holds,
+        except ``exclude`` and, with ``not_since``, those fetched since then (once per cycle).
 
         A short committed transaction: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several
         instances claim at once without waiting for, or taking, each other's feeds.
         """
-        if limit <= 0 or not urls:
+        if limit <= 0:
             return []
         return write_retrying(
-            lambda: self._claim(urls, now, owner, limit, lease, due_only, not_since)
+            lambda: self._claim(now, owner, limit, lease, due_only, not_since, exclude)
         )
 
     def _claim(
         self,
-        urls: Collection[str],
         now: datetime,
         owner: str,
         limit: int,
         lease: timedelta,
         due_only: bool,
         not_since: datetime | None,
+        exclude: Collection[int],
     ) -> list[FeedState]:
         stmt = select(Feed).where(
             Feed.enabled.is_(True),
-            Feed.url.in_(list(urls)),
             Feed.lease_until.is_(None) | (Feed.lease_until < now),
         )
+        if exclude:
+            stmt = stmt.where(Feed.id.not_in(list(exclude)))
         if due_only:
             stmt = stmt.where(Feed.next_poll.is_(None) | (Feed.next_poll <= now))
         if not_since is not None:
@@ -159,6 +160,11 @@ class FeedRepo:
                 )
             session.expunge_all()
         return [_state(r) for r in rows]
+
+    def ids(self) -> dict[str, int]:
+        """Every stored feed: url -> id."""
+        with self.engine.connect() as conn:
+            return {url: i for url, i in conn.execute(select(Feed.url, Feed.id))}
 
     def extend(self, ids: Collection[int], owner: str, until: datetime) -> None:
         """Push the leases ``owner`` still holds on ``ids`` to ``until`` (work in progress)."""

@@ -34,15 +34,15 @@ def _store(url: str, owner: str) -> Store:
 def test_claimed_feeds_are_not_claimed_again_until_the_lease_ends(db_url: str) -> None:
     a, b = _store(db_url, "host:1"), _store(db_url, "host:2")
     a.feeds.sync([(u, None) for u in URLS], NOW)
-    got_a = a.feeds.claim(URLS, NOW, owner="host:1", limit=4, lease=LEASE)
-    got_b = b.feeds.claim(URLS, NOW, owner="host:2", limit=100, lease=LEASE)
+    got_a = a.feeds.claim(NOW, owner="host:1", limit=4, lease=LEASE)
+    got_b = b.feeds.claim(NOW, owner="host:2", limit=100, lease=LEASE)
     assert len(got_a) == 4 and len(got_b) == 6
     assert not {f.id for f in got_a} & {f.id for f in got_b}
-    assert b.feeds.claim(URLS, NOW, owner="host:2", limit=100, lease=LEASE) == []
+    assert b.feeds.claim(NOW, owner="host:2", limit=100, lease=LEASE) == []
     # a crashed holder's feeds come back once the lease has run out
     later = NOW + LEASE + timedelta(seconds=1)
     b.feeds.extend([f.id for f in got_b], "host:2", later + LEASE)
-    again = b.feeds.claim(URLS, later, owner="host:2", limit=100, lease=LEASE)
+    again = b.feeds.claim(later, owner="host:2", limit=100, lease=LEASE)
     assert {f.id for f in again} == {f.id for f in got_a}
     # the old holder no longer owns them: its results are not written
     ids = [f.id for f in got_a]
@@ -66,7 +66,7 @@ def test_claimed_feeds_are_not_claimed_again_until_the_lease_ends(db_url: str) -
     )
     assert b.feeds.owned(ids, "host:2") == set()
     assert {s.last_status for s in b.feeds.states() if s.id in ids} == {200}
-    assert b.feeds.claim(URLS, later, owner="host:2", limit=100, lease=LEASE) == []
+    assert b.feeds.claim(later, owner="host:2", limit=100, lease=LEASE) == []
     a.close()
     b.close()
 
@@ -74,7 +74,7 @@ def test_claimed_feeds_are_not_claimed_again_until_the_lease_ends(db_url: str) -
 def test_claim_skips_disabled_feeds_and_feeds_polled_in_this_cycle(db_url: str) -> None:
     store = _store(db_url, "host:1")
     store.feeds.sync([(u, None) for u in URLS[:3]], NOW)
-    first = store.feeds.claim(URLS, NOW, owner="host:1", limit=1, lease=LEASE, due_only=False)
+    first = store.feeds.claim(NOW, owner="host:1", limit=1, lease=LEASE, due_only=False)
     store.articles.apply(
         IngestPlan(
             feed_updates=(FeedUpdate(first[0].id, {"last_fetch": NOW + timedelta(seconds=1)}),),
@@ -83,7 +83,7 @@ def test_claim_skips_disabled_feeds_and_feeds_polled_in_this_cycle(db_url: str) 
     )
     store.feeds.apply([FeedUpdate(first[0].id + 1, {"enabled": False})])
     rest = store.feeds.claim(
-        URLS, NOW, owner="host:1", limit=10, lease=LEASE, due_only=False, not_since=NOW
+        NOW, owner="host:1", limit=10, lease=LEASE, due_only=False, not_since=NOW
     )
     assert [f.id for f in rest] == [first[0].id + 2]
     store.close()
@@ -92,11 +92,11 @@ def test_claim_skips_disabled_feeds_and_feeds_polled_in_this_cycle(db_url: str) 
 def test_release_frees_leases_at_once(db_url: str) -> None:
     store = _store(db_url, "host:1")
     store.feeds.sync([(u, None) for u in URLS[:2]], NOW)
-    got = store.feeds.claim(URLS, NOW, owner="host:1", limit=10, lease=LEASE)
+    got = store.feeds.claim(NOW, owner="host:1", limit=10, lease=LEASE)
     assert store.feeds.lease_owners() == {"host:1"}
     store.feeds.release([got[0].id], "host:1")
     assert store.feeds.release_owners(["host:1"]) == 1
-    assert len(store.feeds.claim(URLS, NOW, owner="host:9", limit=10, lease=LEASE)) == 2
+    assert len(store.feeds.claim(NOW, owner="host:9", limit=10, lease=LEASE)) == 2
     store.close()
 
 
@@ -110,7 +110,7 @@ def test_concurrent_claims_never_hand_one_feed_to_two_instances(pg_url: str) -> 
     def worker(store: Store) -> None:
         barrier.wait()
         mine: list[int] = []
-        while batch := store.feeds.claim(urls, NOW, owner=store.owner, limit=7, lease=LEASE):
+        while batch := store.feeds.claim(NOW, owner=store.owner, limit=7, lease=LEASE):
             mine.extend(f.id for f in batch)
         taken[store.owner] = mine
 
@@ -287,4 +287,26 @@ def test_cluster_cache_replays_other_instances_rounds_without_rebuilding(
     later = replace(later, content_hash=other.content_hash)  # the same wire copy
     assert cache.place(later, [], lambda: "s_new").story_id == "s_2"
     assert len(builds) == 1
+    store.close()
+
+
+def test_claims_take_only_the_feeds_of_their_own_config(db_url: str) -> None:
+    from monitor.claims import Claims
+
+    store = _store(db_url, "host:1")
+    store.feeds.sync([(u, None) for u in URLS[:6]], NOW)  # two configs' feeds in one database
+    mine = Claims(store, URLS[:3], LEASE, lambda: NOW, started=NOW)
+    got = []
+    while batch := mine.claim(2):
+        got.extend(batch)
+    assert sorted(f.url for f in got) == sorted(URLS[:3])
+    # feeds another instance's config added after this cycle began are handed back
+    theirs = Claims(store, URLS[3:6], LEASE, lambda: NOW, started=NOW)
+    assert [f.url for f in theirs.claim(1)] == [URLS[3]]
+    store.feeds.sync([(URLS[8], None)], NOW)
+    assert sorted(f.url for f in theirs.claim(10)) == URLS[4:6]
+    assert store.feeds.lease_owners() == {"host:1"}
+    assert [f.url for f in store.feeds.claim(NOW, owner="host:2", limit=9, lease=LEASE)] == [
+        URLS[8]
+    ]
     store.close()
