@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.model import Article as ArticleRecord
@@ -26,6 +26,7 @@ from storage.tables import (
     SeenUrl,
     Story,
     StoryEntity,
+    UTCDateTime,
 )
 
 CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -150,17 +151,25 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
             ],
         )
     least = func.min if conn.dialect.name == "sqlite" else func.least
-    for s in plan.stories:
-        if s.new:
+    # known stories: one executemany per shape (with or without a new title)
+    for titled in (False, True):
+        rows = [
+            {"b_id": s.id, "b_first": s.first_seen, "b_last": s.last_seen}
+            | {"b_published": s.last_published}
+            | ({"b_title": s.title} if titled else {})
+            for s in plan.stories
+            if not s.new and (s.title is not None) == titled
+        ]
+        if not rows:
             continue
         values: dict[str, Any] = {
-            "first_seen": least(Story.first_seen, s.first_seen),
-            "last_seen": s.last_seen,
-            "last_published": s.last_published,
+            "first_seen": least(Story.first_seen, bindparam("b_first", type_=UTCDateTime())),
+            "last_seen": bindparam("b_last"),
+            "last_published": bindparam("b_published"),
         }
-        if s.title is not None:
-            values["title"] = s.title
-        conn.execute(update(Story).where(Story.id == s.id).values(**values))
+        if titled:
+            values["title"] = bindparam("b_title")
+        conn.execute(update(Story).where(Story.id == bindparam("b_id")).values(**values), rows)
     if plan.new_articles:
         conn.execute(
             insert(Article),
@@ -270,8 +279,10 @@ def _refresh_sources(conn: Connection, story_ids: Sequence[str]) -> None:
             .group_by(Article.story_id)
         ).all()
     )
-    for sid in story_ids:
-        conn.execute(update(Story).where(Story.id == sid).values(sources=counts.get(sid, 0)))
+    conn.execute(  # one executemany, not a statement per story
+        update(Story).where(Story.id == bindparam("b_id")).values(sources=bindparam("b_sources")),
+        [{"b_id": sid, "b_sources": counts.get(sid, 0)} for sid in story_ids],
+    )
 
 
 def _article_row(n: Any) -> dict[str, Any]:

@@ -187,3 +187,25 @@ def test_instance_lock_names_holder(tmp_path) -> None:
         else:
             raise AssertionError("second lock acquired")
     assert lock_path_for("postgresql+psycopg://x/y") is None
+
+
+def test_story_updates_keep_the_earliest_first_seen_and_the_title(db_url: str) -> None:
+    store = Store.open(db_url)
+    store.feeds.sync([("https://a.example/rss", "A")], NOW)
+    fa = store.feeds.states()[0].id
+    _ingest_one(store, fa, article("u", "g1", "First title"), "s_1", "a_1")
+    _ingest_one(store, fa, article("u", "g2", "Other"), "s_2", "a_2")
+    hour = timedelta(hours=1)
+    store.articles.apply(
+        IngestPlan(
+            stories=(
+                StoryWrite("s_1", None, NOW - hour, NOW + hour, NOW + hour, False),
+                StoryWrite("s_2", "Renamed", NOW + hour, NOW + 2 * hour, NOW, False),
+            )
+        )
+    )
+    views = {v.id: v for v in store.stories.query(since=None)}
+    assert views["s_1"].title == "First title" and views["s_1"].first_seen == NOW - hour
+    assert views["s_1"].last_seen == NOW + hour
+    assert views["s_2"].title == "Renamed" and views["s_2"].first_seen == NOW
+    store.close()
