@@ -48,7 +48,9 @@ log = logging.getLogger("monitor.poll")
 # a hostile document can keep feedparser's fallback parser busy for minutes: a pool worker
 # gives up on it after this many times the fetch timeout
 PARSE_TIMEOUT_FACTOR = 2
-STORE_SLICE = 250  # feeds per store transaction: bounds the parsed entries held at once
+# feeds per store transaction: small enough that storing overlaps parsing and bounds the
+# parsed entries held; a cycle this small is one slice, clustered in a fixed order
+STORE_SLICE = 50
 
 
 def utcnow() -> datetime:
