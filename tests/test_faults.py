@@ -431,11 +431,6 @@ def test_sqlite_locked_for_10s_the_cycle_waits_and_nothing_is_lost(
     assert "cycle_failed" not in run.log, run.log[-5000:]  # it waited, it did not give up
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: the retry log line (database_locked) comes only after a 5 s busy wait "
-    "and is not always emitted inside the lock window; see the closing note of issue 6",
-)
 def test_sqlite_locked_for_10s_is_logged_clearly(sqlite_lock_run: LockRun) -> None:
     """While the daemon waits for the lock, a line says so (not only once it got through)."""
     run = sqlite_lock_run
@@ -450,15 +445,6 @@ def test_sqlite_locked_for_10s_is_logged_clearly(sqlite_lock_run: LockRun) -> No
     assert during, run.log[-4000:]
 
 
-LOCK_WRITES_BUG = (
-    "bug: since c7dbd17 SQLite's busy_timeout is 5 s and only the ingest and the outbox's "
-    "marks retry a locked database (write_retrying); the start-up writes do not "
-    "(FeedRepo.sync from build_engine: an uncaught OperationalError with a traceback; "
-    "migrate on a new database: 'cannot migrate database ... locked'), so `monitor run` "
-    "started during a lock of more than 5 s exits 1; see the report of issue 6"
-)
-
-
 def test_sqlite_locked_for_10s_delivery_waits_too(sqlite_lock_run: LockRun) -> None:
     """The delivery under way when the lock was taken records its success once the lock
     is gone: nothing is logged as a bug and no alert reaches the receiver twice (a lock is
@@ -469,13 +455,7 @@ def test_sqlite_locked_for_10s_delivery_waits_too(sqlite_lock_run: LockRun) -> N
     assert not twice, f"delivered more than once: {twice} (in flight: {run.in_flight})"
 
 
-@pytest.mark.parametrize(
-    "database",
-    [
-        "existing",
-        pytest.param("new", marks=pytest.mark.xfail(strict=False, reason=LOCK_WRITES_BUG)),
-    ],
-)
+@pytest.mark.parametrize("database", ["existing", "new"])
 def test_sqlite_locked_at_daemon_start_waits(
     server: FeedServer, tmp_path: Path, webhook_peer: WebhookPeer, database: str
 ) -> None:
