@@ -103,7 +103,7 @@ class ArticleRepo:
             with self.engine.begin() as conn:
                 apply_plan(conn, plan)
 
-        write_retrying(write)
+        write_retrying(write, self.engine)
 
     def recent(self, since: datetime, *, after_round: int | None = None) -> Iterator[StoredArticle]:
         """Articles published since ``since`` in the order they were clustered (for the

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -76,12 +79,24 @@ def _sqlite_begin(conn: Any) -> None:
 T = TypeVar("T")
 
 
-def write_retrying(write: Callable[[], T]) -> T:
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+def _writer_lock(engine: Engine | None) -> threading.RLock | contextlib.nullcontext[None]:
+    """SQLite has one writer: threads of this process take turns here, woken at once,
+    instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms."""
+    if engine is None or engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    return _WRITERS.setdefault(engine, threading.RLock())
+
+
+def write_retrying(write: Callable[[], T], engine: Engine | None = None) -> T:
     """Run a write; while another process holds the SQLite lock, say so and try again."""
     started = time.monotonic()
     while True:
         try:
-            return write()
+            with _writer_lock(engine):
+                return write()
         except OperationalError as exc:
             waited = time.monotonic() - started
             if "locked" not in str(exc.orig) or waited > LOCK_RETRY_FOR:
@@ -148,7 +163,7 @@ def migrate(engine: Engine) -> None:
             command.upgrade(cfg, "head")
 
     try:
-        write_retrying(upgrade)  # another process may hold the lock (or be migrating)
+        write_retrying(upgrade, engine)  # another process may hold the lock (or be migrating)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate database {safe_url(str(engine.url))}: {exc}") from exc
 

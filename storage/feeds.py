@@ -50,7 +50,7 @@ class FeedRepo:
 
     def sync(self, feeds: Sequence[tuple[str, str | None]], now: datetime) -> None:
         """Make sure every configured (url, name) has a row; new feeds are due at once."""
-        write_retrying(lambda: self._sync(feeds, now))
+        write_retrying(lambda: self._sync(feeds, now), self.engine)
 
     def _sync(self, feeds: Sequence[tuple[str, str | None]], now: datetime) -> None:
         with self.engine.begin() as conn:
@@ -122,7 +122,8 @@ class FeedRepo:
         if limit <= 0:
             return []
         return write_retrying(
-            lambda: self._claim(now, owner, limit, lease, due_only, not_since, exclude)
+            lambda: self._claim(now, owner, limit, lease, due_only, not_since, exclude),
+            self.engine,
         )
 
     def _claim(
@@ -179,7 +180,7 @@ class FeedRepo:
                     .values(lease_until=until)
                 )
 
-        write_retrying(write)
+        write_retrying(write, self.engine)
 
     def owned(self, ids: Collection[int], owner: str) -> set[int]:
         """Those of ``ids`` whose lease ``owner`` still holds (only their results are kept)."""
@@ -204,7 +205,7 @@ class FeedRepo:
                     .values(lease_owner=None, lease_until=None)
                 )
 
-        write_retrying(write)
+        write_retrying(write, self.engine)
 
     def release_owners(self, owners: Collection[str]) -> int:
         """Free every lease of ``owners`` (instances known to be gone)."""
@@ -220,7 +221,7 @@ class FeedRepo:
                 )
                 return int(res.rowcount)
 
-        return write_retrying(write)
+        return write_retrying(write, self.engine)
 
     def lease_owners(self) -> set[str]:
         with self.engine.connect() as conn:

@@ -61,7 +61,7 @@ class InstanceRepo:
                     .values(config_hash=config_hash, heartbeat=now)
                 )
 
-        write_retrying(write)
+        write_retrying(write, self.engine)
 
     def live(self, now: datetime, stale_after: timedelta) -> dict[str, str]:
         """Instance id -> config hash of every instance with a recent heartbeat."""
@@ -82,11 +82,11 @@ class InstanceRepo:
             with self.engine.begin() as conn:
                 conn.execute(delete(Instance).where(Instance.id.in_(ids)))
 
-        write_retrying(write)
+        write_retrying(write, self.engine)
 
     def forget_stale(self, now: datetime, stale_after: timedelta) -> None:
         def write() -> None:
             with self.engine.begin() as conn:
                 conn.execute(delete(Instance).where(Instance.heartbeat < now - stale_after))
 
-        write_retrying(write)
+        write_retrying(write, self.engine)

@@ -98,7 +98,7 @@ class OutboxRepo:
                 return [_record(r) for r in rows]
 
         try:
-            return write_retrying(claim)
+            return write_retrying(claim, self.engine)
         except SQLAlchemyError as exc:
             log.warning(
                 "outbox_claim_refused channel=%s error=%r: delivering without a claim",
@@ -128,7 +128,7 @@ class OutboxRepo:
                 return bool(res.rowcount)
 
         try:
-            return write_retrying(write)
+            return write_retrying(write, self.engine)
         except SQLAlchemyError:
             return True  # writes refused: the claim could not be taken either (see above)
 
@@ -146,7 +146,7 @@ class OutboxRepo:
                 )
                 return int(res.rowcount)
 
-        return write_retrying(write)
+        return write_retrying(write, self.engine)
 
     def first_story_alerts(
         self, channel: str, since: datetime, until: datetime, limit: int
@@ -200,7 +200,7 @@ class OutboxRepo:
                     .values(**values, lease_owner=None, lease_until=None)
                 )
 
-        write_retrying(write)
+        write_retrying(write, self.engine)
 
     def retry(self, *, alert_id: str | None = None, channel: str | None = None) -> int:
         """Put failed alerts back to pending (same id, attempts reset)."""
@@ -215,7 +215,7 @@ class OutboxRepo:
             with self.engine.begin() as conn:
                 return int(conn.execute(stmt.values(**values)).rowcount)
 
-        return write_retrying(write)
+        return write_retrying(write, self.engine)
 
     def cancel_channels(self, keep: Sequence[str]) -> int:
         """Pending alerts of channels no longer configured become ``cancelled``."""
@@ -229,7 +229,7 @@ class OutboxRepo:
                 )
                 return int(res.rowcount)
 
-        return write_retrying(write)
+        return write_retrying(write, self.engine)
 
 
 def _first_line(exc: BaseException) -> str:
