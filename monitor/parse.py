@@ -39,8 +39,6 @@ from typing import Any
 from urllib.parse import urljoin
 from xml.sax import SAXParseException
 
-import feedparser
-
 from monitor.errors import ParseError
 from monitor.jsonfeed import is_json_document, parse_json_feed, parse_timestamp
 from monitor.model import ParsedEntry, ParsedFeed
@@ -85,6 +83,8 @@ def parse_feed(
     _refuse_non_xml(body)
     _refuse_hostile_dtd(body)
     body = repair_utf8(body, content_type)
+    import feedparser  # here: a poll that gets only 304s never pays for the import
+
     result = feedparser.parse(
         io.BytesIO(body),
         response_headers=_response_headers(url, content_type, headers),
@@ -154,6 +154,8 @@ def ttl_seconds(feed: Mapping[str, Any]) -> float | None:
 
 def bozo_reason(exc: object, declaration_added: bool = False) -> str | None:
     """feedparser's bozo exception as a short sentence; None when it is only about labels."""
+    import feedparser
+
     if exc is None or isinstance(exc, feedparser.NonXMLContentType):
         return None  # a Content-Type that is not an XML type says nothing about the document
     if isinstance(exc, SAXParseException):
