@@ -310,3 +310,35 @@ def test_claims_take_only_the_feeds_of_their_own_config(db_url: str) -> None:
         URLS[8]
     ]
     store.close()
+
+
+def test_instances_with_different_configs_log_config_mismatch(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    from monitor.config import load_config
+    from monitor.daemon import Daemon
+
+    def config(name: str, feeds: list[str]) -> Any:
+        path = tmp_path / f"{name}.yaml"
+        listed = "\n".join(f"  - url: {u}" for u in feeds)
+        path.write_text(f"version: 1\nsettings:\n  database: {pg_url}\nfeeds:\n{listed}\n")
+        return load_config(path, env={})
+
+    old, new = config("old", URLS[:2]), config("new", URLS[:3])
+    first, second = _store(pg_url, "host:1"), _store(pg_url, "host:2")
+    daemons = [Daemon(old, first, None), Daemon(new, second, None)]
+    with caplog.at_level(logging.WARNING, logger="monitor.daemon"):
+        for daemon in daemons:
+            asyncio.run(daemon.coordinate())
+    assert daemons[1].mismatched == ["host:1"]
+    assert any("config_mismatch" in r.getMessage() for r in caplog.records)
+    # the same config everywhere again: no mismatch
+    daemons[0].engine.config = new
+    asyncio.run(daemons[0].coordinate())
+    asyncio.run(daemons[1].coordinate())
+    assert daemons[0].mismatched == [] and daemons[1].mismatched == []
+    first.close()
+    second.close()
