@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from storage.engine import error_line
 from storage.records import FeedState
 from storage.store import Store
 
@@ -110,7 +111,7 @@ async def keeping_leases(claims: Claims, every: float) -> AsyncIterator[None]:
             try:
                 await asyncio.to_thread(claims.extend)
             except Exception as exc:  # noqa: BLE001 - the next try may work; expiry is safe
-                log.warning("lease_extend_failed error=%r", str(exc).splitlines()[0:1])
+                log.warning("lease_extend_failed error=%r", error_line(exc))
 
     task = asyncio.create_task(keep())
     try:

@@ -28,6 +28,7 @@ from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.health import HealthServer
 from monitor.pipeline import Engine, run_cycle, utcnow
+from storage.engine import error_line
 from storage.instances import is_dead_here
 from storage.lock import InstanceLock, lock_path_for
 from storage.store import Store
@@ -197,7 +198,7 @@ class Daemon:
                         report.seconds,
                     )
             except (StorageError, SQLAlchemyError) as exc:
-                log.error("cycle_failed storage error=%r (will retry)", _first_line(exc))
+                log.error("cycle_failed storage error=%r (will retry)", error_line(exc))
                 self._rewarm()
             except Exception as exc:  # noqa: BLE001 - keep the daemon alive, loudly
                 log.exception("cycle_failed error=%r", exc)
@@ -216,7 +217,7 @@ class Daemon:
                 config_mismatch, self.engine.store, self.engine.config, now
             )
         except SQLAlchemyError as exc:
-            log.error("heartbeat_failed storage error=%r (will retry)", _first_line(exc))
+            log.error("heartbeat_failed storage error=%r (will retry)", error_line(exc))
             return
         self.mismatched = others
         with contextlib.suppress(SQLAlchemyError):
@@ -245,7 +246,7 @@ class Daemon:
             if self.engine.config.settings.http is not None:
                 await refresh_health(self)
         except SQLAlchemyError as exc:
-            log.error("delivery_deferred storage error=%r (will retry)", _first_line(exc))
+            log.error("delivery_deferred storage error=%r (will retry)", error_line(exc))
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery_failed error=%r", exc)
         finally:
@@ -306,10 +307,6 @@ class Daemon:
             len(cfg.alerts),
             cancelled,
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

@@ -120,6 +120,11 @@ def insert_ignoring(conn: Connection, table: Any, keys: list[str]) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
+def error_line(exc: BaseException) -> str:
+    """The first line of a (database driver's) error, for one-line log messages."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+
+
 def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     from sqlalchemy.engine import make_url

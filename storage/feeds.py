@@ -194,30 +194,18 @@ class FeedRepo:
 
     def release(self, ids: Collection[int], owner: str) -> None:
         """Give leases back (work abandoned): the feeds are free for any instance at once."""
-        if not ids:
-            return
-
-        def write() -> None:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(Feed)
-                    .where(Feed.id.in_(list(ids)), Feed.lease_owner == owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
-
-        write_retrying(write, self.engine)
+        if ids:
+            self._free(Feed.id.in_(list(ids)) & (Feed.lease_owner == owner))
 
     def release_owners(self, owners: Collection[str]) -> int:
         """Free every lease of ``owners`` (instances known to be gone)."""
-        if not owners:
-            return 0
+        return self._free(Feed.lease_owner.in_(list(owners))) if owners else 0
 
+    def _free(self, which: Any) -> int:
         def write() -> int:
             with self.engine.begin() as conn:
                 res = conn.execute(
-                    update(Feed)
-                    .where(Feed.lease_owner.in_(list(owners)))
-                    .values(lease_owner=None, lease_until=None)
+                    update(Feed).where(which).values(lease_owner=None, lease_until=None)
                 )
                 return int(res.rowcount)
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor.model import OutboxAlert
-from storage.engine import write_retrying
+from storage.engine import error_line, write_retrying
 from storage.tables import Outbox
 
 
@@ -103,7 +103,7 @@ class OutboxRepo:
             log.warning(
                 "outbox_claim_refused channel=%s error=%r: delivering without a claim",
                 channel,
-                _first_line(exc),
+                error_line(exc),
             )
         with self.engine.connect() as conn:
             rows = conn.execute(due).mappings().all()
@@ -230,10 +230,6 @@ class OutboxRepo:
                 return int(res.rowcount)
 
         return write_retrying(write, self.engine)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def row_values(a: OutboxAlert) -> dict[str, object]:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.errors import StorageError
 from monitor.model import ArticleSnapshot, FeedSnapshot, OutboxAlert, StorySnapshot
 from storage.articles import ArticleRepo
-from storage.engine import make_engine, migrate, safe_url
+from storage.engine import error_line, make_engine, migrate, safe_url
 from storage.feeds import FeedRepo
 from storage.instances import InstanceRepo, instance_id
 from storage.outbox import OutboxRepo
@@ -67,7 +67,7 @@ class Store:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise StorageError(f"cannot open database {safe_url(url)}: {_first_line(exc)}") from exc
+            raise StorageError(f"cannot open database {safe_url(url)}: {error_line(exc)}") from exc
         if migrate_schema:
             migrate(engine)
         return cls(engine)
@@ -142,7 +142,3 @@ class Store:
 def _lock_key(schema: object) -> int:
     """The clustering lock's key: one per schema, so separate deployments never wait."""
     return zlib.crc32(f"feed-monitor:cluster:{schema}".encode()) - 2**31
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
