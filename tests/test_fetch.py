@@ -134,6 +134,28 @@ def test_real_file_then_conditional_get_gives_304(feed_server: FeedServer) -> No
     assert sent[1].headers["if-modified-since"] == first.last_modified
 
 
+def test_304s_and_small_error_bodies_keep_the_connection(feed_server: FeedServer) -> None:
+    """A re-poll is mostly 304s: each must hand its connection back to the pool."""
+    url = feed_server.file_url(real_feed())
+    feed_server.route("/gone", status=404, body=b"no such feed")
+    first = fetch(url)
+
+    async def go() -> list[FetchResult]:
+        async with Fetcher(per_host=1) as fetcher:
+            results = []
+            for _ in range(5):
+                results.append(
+                    await fetcher.fetch(url, etag=first.etag, last_modified=first.last_modified)
+                )
+                results.append(await fetcher.fetch(feed_server.url("/gone")))
+            return results
+
+    opened = feed_server.connections_opened
+    results = asyncio.run(go())
+    assert [r.status for r in results] == [304, 404] * 5
+    assert feed_server.connections_opened - opened == 1
+
+
 def test_if_modified_since_alone_gives_304(feed_server: FeedServer) -> None:
     url = feed_server.file_url(real_feed())
     first = fetch(url)
