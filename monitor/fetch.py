@@ -19,7 +19,7 @@ import asyncio
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import urljoin
+from urllib.request import getproxies
 
 import brotli
 import httpx
@@ -294,18 +295,25 @@ class Fetcher:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
 
     async def __aenter__(self) -> Fetcher:
+        limits = httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
+        transport, mounts = self._transport, None
+        if transport is None and not any(getproxies()):
+            # TLS set-up (reading the CA bundle: ~30 ms) waits for the first https URL
+            transport = httpx.AsyncHTTPTransport(verify=False, limits=limits)  # http:// only
+            mounts = {"https://": _Deferred(lambda: httpx.AsyncHTTPTransport(limits=limits))}
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(
-                max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-            ),
+            limits=limits,
             headers={
                 "User-Agent": self.user_agent,
                 "Accept": ACCEPT,
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
-            transport=self._transport,
+            transport=transport,
+            mounts=mounts,
         )
         return self
 
@@ -472,6 +480,23 @@ class Fetcher:
             if have + len(chunk) > self.max_bytes:
                 raise _TooLargeError
         return chunk
+
+
+class _Deferred(httpx.AsyncBaseTransport):
+    """A transport made on its first request."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport]) -> None:
+        self._make = make
+        self._transport: httpx.AsyncBaseTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._transport is None:
+            self._transport = self._make()
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
 
 
 async def _drain(response: httpx.Response) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import http.client
+import http.server
 import socket
 import threading
 import tracemalloc
@@ -27,10 +28,12 @@ from monitor.fetch import (
     parse_retry_after,
 )
 from monitor.model import FetchResult
+from tests import alertpeers
 from tests.conftest import FEEDS_DIR
 from tests.feedserver import FeedServer, RecordedRequest, Reply, feed_server_fixture
 
 feed_server = feed_server_fixture()
+tls_files = alertpeers.tls_files
 
 RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>
 <item><title>One</title><link>https://example.org/1</link></item></channel></rss>"""
@@ -803,3 +806,57 @@ def test_server_serves_types_by_extension(tmp_path: Path) -> None:
         gz_result = fetch(server.file_url("b.rss.gz"))
     assert json_result.content_type == "application/feed+json"
     assert gz_result.content == RSS and gz_result.content_type == "text/xml"
+
+
+# -- https: TLS is set up on the first https URL, and certificates are still verified ----
+
+
+@pytest.fixture
+def https_feed(tls_files: alertpeers.TlsFiles) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate, serving one feed."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(RSS)))
+            self.end_headers()
+            self.wfile.write(RSS)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = tls_files.server_context().wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/feed.xml"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_certificates_are_verified(https_feed: str) -> None:
+    result = fetch(https_feed)
+    assert result.content is None and result.error is not None
+    assert "certificate" in result.error.lower()
+
+
+def test_https_with_a_trusted_certificate(
+    https_feed: str, tls_files: alertpeers.TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.cert))
+    result = fetch(https_feed)
+    assert result.error is None and result.content == RSS
+
+
+def test_http_and_https_feeds_in_one_fetcher(
+    feed_server: FeedServer,
+    https_feed: str,
+    tls_files: alertpeers.TlsFiles,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.cert))
+    results = fetch_many([feed_server.file_url(real_feed()), https_feed] * 2)
+    assert [r.status for r in results] == [200] * 4 and all(r.error is None for r in results)
