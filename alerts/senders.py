@@ -115,14 +115,13 @@ def sender_for(channel: object, *, default_timeout: float | timedelta = 30.0) ->
     ``password``, ``timeout``: for each SMTP socket operation, default ``default_timeout``).
     Log: ``path`` (None: stdout), already resolved against the config's directory.
     """
-    # Imported here: the concrete senders import MessageRejected from this module.
-    from alerts.logfile import LogSender
-    from alerts.smtp import SmtpSender
-    from alerts.webhook import WebhookSender
-
+    # Imported here: the concrete senders import MessageRejected from this module, and a
+    # config without e-mail channels need not import smtplib and the e-mail renderer.
     timeout = channel_timeout(channel, default_timeout)
     kind = channel_kind(channel)
     if kind == "webhook":
+        from alerts.webhook import WebhookSender
+
         headers = setting(channel, "headers") or {}
         return WebhookSender(
             str(setting(channel, "url")),
@@ -131,6 +130,8 @@ def sender_for(channel: object, *, default_timeout: float | timedelta = 30.0) ->
             timeout=timeout,
         )
     if kind == "email":
+        from alerts.smtp import SmtpSender
+
         smtp = setting(channel, "smtp")
         security = str(setting(smtp, "security", "none") or "none")
         to = setting(channel, "to") or []
@@ -145,6 +146,8 @@ def sender_for(channel: object, *, default_timeout: float | timedelta = 30.0) ->
             timeout=timeout,
         )
     if kind == "log":
+        from alerts.logfile import LogSender
+
         path = setting(channel, "path")
         return LogSender(None if path is None else Path(path))
     raise ValueError(f"unknown channel type {kind!r}")
