@@ -44,12 +44,12 @@ import math
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.model import Article, StoryDecision
-from monitor.storyindex import Doc, Nearest, Story, StoryIndex, dot, dot_doc
+from monitor.storyindex import Doc, Nearest, Story, StoryIndex, dot_doc, exact_key
 from monitor.storyscore import DEFAULT_THRESHOLDS, Signals, Thresholds, score
 from monitor.textfeatures import (
     TextFeatures,
@@ -91,7 +91,7 @@ class _Query:
     features: TextFeatures
     vector: dict[str, float]  # unit-length TF-IDF vector with today's frequencies
     entities: frozenset[str]
-    keys: tuple[str, ...]  # exact keys: "url:...", "hash:..."
+    keys: tuple[bytes, ...]  # exact keys (canonical URL, content hash): see exact_key
     name_terms: frozenset[str]  # terms that are words of names or tracked entities
     kickers: tuple[str, ...]  # folded title kickers
     rubrics: frozenset[str]  # those its feed has used before
@@ -207,7 +207,7 @@ class Clusterer:
                 story=self._index.story_for(story_id),
                 title=article.title,
                 terms=tuple(vector),
-                weights=array("d", vector.values()),
+                weights=array("d", list(vector.values())),  # from a list: no spare room
                 extra=tuple(t for t in features.terms if t not in vector),
                 names=tuple(sys.intern(n) for n in features.names),
                 sketch=features.sketch,
@@ -248,12 +248,9 @@ class Clusterer:
                 prepared=prepared,
             )
         keys = tuple(
-            key
-            for key in (
-                f"url:{article.canonical_url}" if article.canonical_url else "",
-                f"hash:{article.content_hash}" if article.content_hash else "",
-            )
-            if key
+            exact_key(kind, value)
+            for kind, value in (("url", article.canonical_url), ("hash", article.content_hash))
+            if value
         )
         name_terms = frozenset(
             stem(word) for name in (*features.names.values(), *entities) for word in tokens(name)
@@ -289,7 +286,7 @@ class Clusterer:
             if index.idf(n, index.name_df) >= informative
             and not entity_words & {stem(w) for w in tokens(features.names[n])}
         ]
-        story_terms = story.terms()
+        story_terms = story.term_set()
         shared_terms = sum(
             1
             for term in features.terms
@@ -300,7 +297,7 @@ class Clusterer:
             and index.idf(term) >= informative
         )
         centroid = (
-            dot(query.vector, story.centroid()) / math.sqrt(story.centroid_norm2)
+            story.dot_centroid(query.vector) / math.sqrt(story.centroid_norm2)
             if story.centroid_norm2 > 0
             else 0.0
         )
@@ -313,7 +310,7 @@ class Clusterer:
             ),
             member_cosine=candidate.cosine,
             centroid_cosine=centroid,
-            keyword=self._keyword(query, story_terms),
+            keyword=self._keyword(query, story),
             shared_terms=shared_terms,
             shared_names=len(distinct_names),
             shared_entities=len(entities),
@@ -324,7 +321,7 @@ class Clusterer:
             title_only=not (query.article.summary or query.article.content),
         )
 
-    def _keyword(self, query: _Query, story_terms: Mapping[str, int]) -> float:
+    def _keyword(self, query: _Query, story: Story) -> float:
         """How much of the article is made of this story's keywords (0 to 1).
 
         A keyword of a story is a term at least ``keyword_support`` of its members
@@ -336,9 +333,12 @@ class Clusterer:
         naming them belongs.
         """
         support = self.thresholds.keyword_support
+        if len(story.members) < support:
+            return 0.0  # no term is in more members than the story has
+        story_terms = story.term_counts(query.vector)
         total = 0.0
         for term, weight in query.vector.items():
-            inside = story_terms.get(term, 0)
+            inside = story_terms[term]
             if inside >= support and term not in query.name_terms:
                 total += weight * inside / (self._index.df[term] + 1.0)
         return min(total, 1.0)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from monitor.cluster import Clusterer
 from monitor.config import Config
+from monitor.heap import release_free_memory
 from monitor.model import Article, StoryDecision
 from storage.store import Store
 
@@ -26,6 +27,7 @@ def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
         (s.article, s.story_id, s.entities)
         for s in store.articles.recent(clusterer.memory_start(now))
     )
+    release_free_memory()  # what the warm start read and dropped: texts, rows
     return clusterer
 
 
@@ -46,9 +48,13 @@ class ClusterCache:
         return self._stored + 1
 
     def end_round(self, seq: int, *, stored_new: bool) -> None:
-        """This round is written: its new articles (if any) are stored as round ``seq``."""
+        """This round is written: its new articles (if any) are stored as round ``seq``.
+
+        The round's parsed feeds and plan are garbage now: their heap pages go back.
+        """
         if self._clusterer is not None and stored_new:
             self._seen = seq
+            release_free_memory()
 
     def _get(self) -> Clusterer:
         if self._clusterer is None or self._stored < self._seen:

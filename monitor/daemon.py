@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-import multiprocessing
 import os
 import random
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.health import HealthServer
 from monitor.pipeline import Engine, run_cycle, utcnow
+from monitor.workers import parse_pool
 from storage.engine import error_line
 from storage.instances import is_dead_here
 from storage.lock import InstanceLock, lock_path_for
@@ -36,6 +37,7 @@ from storage.store import Store
 log = logging.getLogger("monitor.daemon")
 
 TICK_SECONDS = 2.0
+YOUNG_GC_THRESHOLD = 10_000
 DELIVERY_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
 WATCH_SECONDS = 1.0
@@ -45,14 +47,14 @@ MISMATCH_LOG_EVERY = timedelta(minutes=1)
 FORGET_AFTER = timedelta(days=1)  # rows of instances silent this long are deleted
 
 
-def make_executor() -> Executor | None:
-    """Parsing is CPU work: a process pool on 2+ cores keeps it off the event loop."""
-    cpus = os.cpu_count() or 1
-    if cpus < 2:
-        return None
-    return ProcessPoolExecutor(
-        max_workers=cpus, mp_context=multiprocessing.get_context("forkserver")
-    )
+def settle_heap() -> None:
+    """Move what start-up made (modules, config, engine) out of the cyclic collector's
+    reach: it lives as long as the process, and every full collection would walk it
+    again (~0.1 s of a one-shot poll; all along a daemon's life). Young collections
+    every 10,000 allocations instead of 700: a cycle allocates millions of short-lived
+    objects, and the default spent ~0.2 s of a 200-feed cold poll collecting them."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:
@@ -132,9 +134,10 @@ async def poll_once(cfg: Config, *, deliver_timeout: float) -> str:
     """`monitor poll`: every enabled feed once (ignoring schedules), then deliver due alerts."""
     with instance_lock(cfg):
         store = Store.open(cfg.settings.database)
-        executor = make_executor()
+        executor = parse_pool()
         try:
             engine = build_engine(cfg, store, executor)
+            settle_heap()
             report = await run_cycle(engine, claims_for(engine, due_only=False))
             delivered = await deliver_for(engine, timeout=deliver_timeout)
         finally:
@@ -323,8 +326,9 @@ async def run_daemon(cfg: Config) -> None:
 
     with instance_lock(cfg):
         store = Store.open(cfg.settings.database)
-        executor = make_executor()
+        executor = parse_pool()
         daemon = Daemon(cfg, store, executor)
+        settle_heap()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, daemon.stop.set)
         loop.add_signal_handler(signal.SIGINT, daemon.stop.set)

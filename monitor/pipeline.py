@@ -15,7 +15,6 @@ import asyncio
 import functools
 import logging
 import random
-import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -40,6 +39,7 @@ from monitor.ingest import (
 from monitor.metrics import METRICS
 from monitor.model import FetchResult, OutboxAlert
 from monitor.normalize import ProcessedFeed, process_document
+from monitor.parsejob import parse_with_limit  # the pool's job: a lean module for workers
 from storage.records import FeedState, FeedUpdate
 from storage.store import Store
 
@@ -221,27 +221,6 @@ async def _process(
     limit = PARSE_TIMEOUT_FACTOR * engine.config.settings.timeout.total_seconds()
     job = functools.partial(parse_with_limit, limit, feed_url, fetched.content, kwargs)
     return await asyncio.get_running_loop().run_in_executor(engine.executor, job)
-
-
-def parse_with_limit(
-    limit: float, feed_url: str, content: bytes, kwargs: dict[str, Any]
-) -> ProcessedFeed:
-    """Run in a pool worker: parse, but stop after ``limit`` seconds of the worker's own time.
-
-    The clock starts when the worker picks the job up (time in the queue does not count)
-    and the alarm really interrupts a runaway parse, freeing the worker for the next feed.
-    """
-
-    def expired(signum: int, frame: object) -> None:
-        raise ParseError(f"parsing took longer than {limit:.0f}s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        return process_document(feed_url, content, **kwargs)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def store_slice(engine: Engine, claims: Claims, polls: Sequence[FeedPoll]) -> CycleReport:

@@ -11,16 +11,17 @@ articles of the last few days, not on everything ever stored.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from array import array
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
 
-__all__ = ["Doc", "Nearest", "Story", "StoryIndex", "dot", "dot_doc"]
+__all__ = ["Doc", "Nearest", "Story", "StoryIndex", "dot", "dot_doc", "exact_key"]
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -41,7 +42,7 @@ class Doc:
     extra: tuple[str, ...]  # its other terms (weight 0: left out of the vector), usually ()
     names: tuple[str, ...]  # folded name-like phrases
     sketch: array[int]  # shingle sketch
-    keys: tuple[str, ...]  # exact keys: "url:...", "hash:..."
+    keys: tuple[bytes, ...]  # exact keys (see exact_key)
     kickers: tuple[tuple[str, str], ...]  # (feed url, title kicker)
 
     def vector(self) -> dict[str, float]:
@@ -54,7 +55,10 @@ class Story:
     """One story in memory, with what its members have in common.
 
     Most stories have one article: their centroid and term counts are that article's,
-    so they are only built (and kept) once a second member arrives.
+    so they are only built (and kept) once a second member arrives.  Then each term of
+    the member vectors gets a slot (in the order the terms first came), and the sum of
+    its weights and the members containing it are kept in arrays at that slot: ~50
+    bytes a term instead of a float object and entries in two dicts.
     """
 
     id: str
@@ -67,19 +71,54 @@ class Story:
     entities: frozenset[str] = _EMPTY  # tracked entities its members mention
     numbers: frozenset[str] = _EMPTY
     feeds: tuple[str, ...] = ()  # feeds of its members (few: a tuple is smaller than a set)
-    vector_sum: dict[str, float] | None = None  # sum of member vectors, from two members on
-    term_members: Counter[str] | None = None  # term -> members containing it, likewise
+    # from two members on: term of a member vector -> slot, in first-seen order ...
+    slots: dict[str, int] | None = None
+    sums: array[float] | None = None  # ... sum of the members' weights of the term
+    counts: array[int] | None = None  # ... members containing the term
+    extra_counts: dict[str, int] | None = None  # terms in no member vector -> members
 
     def centroid(self) -> dict[str, float]:
-        """Sum of the member vectors (a fresh dict while the story has one member)."""
-        if self.vector_sum is not None:
-            return self.vector_sum
+        """Sum of the member vectors, as a fresh dict (in the order terms first came)."""
+        if self.slots is not None and self.sums is not None:
+            return dict(zip(self.slots, self.sums, strict=True))
         return self.members[0].vector() if self.members else {}
 
-    def terms(self) -> Mapping[str, int]:
-        """Term -> members containing it."""
-        if self.term_members is not None:
-            return self.term_members
+    def dot_centroid(self, vector: dict[str, float]) -> float:
+        """``dot(vector, self.centroid())``, summed in the same order (so to the last bit)
+        without building the centroid."""
+        slots, sums = self.slots, self.sums
+        if slots is None or sums is None:
+            return dot_doc(vector, self.members[0]) if self.members else dot(vector, {})
+        if len(vector) > len(slots):
+            return sum(w * vector.get(t, 0.0) for t, w in zip(slots, sums, strict=True))
+        get = slots.get
+        return sum(w * (sums[i] if (i := get(t)) is not None else 0.0) for t, w in vector.items())
+
+    def term_set(self) -> Container[str]:
+        """The terms of its members (the story's own slots when it has them)."""
+        slots = self.slots
+        if slots is not None:
+            return slots if not self.extra_counts else slots.keys() | self.extra_counts.keys()
+        if not self.members:
+            return _EMPTY
+        doc = self.members[0]
+        return set(chain(doc.terms, doc.extra))
+
+    def term_counts(self, terms: Iterable[str]) -> dict[str, int]:
+        """Members containing each of ``terms`` (0 for none)."""
+        slots, counts, extra = self.slots, self.counts, self.extra_counts or {}
+        if slots is None or counts is None:
+            if not self.members:
+                return dict.fromkeys(terms, 0)
+            doc = self.members[0]
+            present = set(chain(doc.terms, doc.extra))
+            return {t: 1 if t in present else 0 for t in terms}
+        return {t: counts[i] if (i := slots.get(t)) is not None else extra.get(t, 0) for t in terms}
+
+    def terms(self) -> dict[str, int]:
+        """Term -> members containing it (a fresh dict)."""
+        if self.slots is not None and self.counts is not None:
+            return dict(zip(self.slots, self.counts, strict=True)) | (self.extra_counts or {})
         if not self.members:
             return {}
         doc = self.members[0]
@@ -118,10 +157,11 @@ class StoryIndex:
         self.stories: dict[str, Story] = {}
         self.docs: dict[int, Doc] = {}
         self._serial = 0
-        # term -> (doc serial, the term's weight in that doc) pairs, flat, oldest first: an
-        # array of doubles (serials stay exact) is far smaller than a list of objects
-        self._postings: dict[str, array[float]] = {}
-        self._keys: dict[str, int] = {}  # exact key -> doc serial
+        # term -> postings of the docs whose vector has it, oldest first, each one integer:
+        # the doc's serial and where the term is in the doc's vector (see _posting), so
+        # 8 bytes a posting, the weight being read from the doc when it is scanned
+        self._postings: dict[str, array[int]] = {}
+        self._keys: dict[bytes, int] = {}  # exact key -> doc serial
         self._expiry: list[tuple[datetime, int, str]] = []  # heap: (last published, serial, id)
         self._high_water: datetime | None = None
         self._evicted_since_sweep = 0
@@ -132,7 +172,7 @@ class StoryIndex:
         counts = self.df if df is None else df
         return math.log((self.n_docs + self.idf_prior) / (counts[term] + 1.0))
 
-    def key_story(self, key: str) -> Story | None:
+    def key_story(self, key: bytes) -> Story | None:
         serial = self._keys.get(key)
         doc = self.docs.get(serial) if serial is not None else None
         return doc.story if doc is not None else None
@@ -151,7 +191,7 @@ class StoryIndex:
     def nearest(
         self,
         vector: dict[str, float],
-        keys: Iterable[str],
+        keys: Iterable[bytes],
         published: datetime,
         *,
         query_terms: int,
@@ -170,18 +210,23 @@ class StoryIndex:
             serial = self._keys.get(key)
             if serial is not None:
                 partial[serial] = partial.get(serial, 0.0) + 10.0  # always scored
+        doc_of, so_far = self.docs.get, partial.get  # bound once: the loop below is hot
+        bits, far = _POSITION_BITS, _FAR
         indexed = [term for term in vector if self.df[term] > 0]
         for term in sorted(indexed, key=lambda t: (self.df[t], t))[:query_terms]:
             weight = vector[term]
             postings = self._postings.get(term)
             if postings is None:
                 continue
-            newest = len(postings) - 2
-            for i in range(min(postings_scan, len(postings) // 2)):
-                at = newest - 2 * i
-                serial = int(postings[at])
-                if serial in self.docs:
-                    partial[serial] = partial.get(serial, 0.0) + weight * postings[at + 1]
+            newest = postings[max(len(postings) - postings_scan, 0) :]
+            for posting in reversed(newest):  # newest first
+                serial = posting >> bits
+                doc = doc_of(serial)
+                if doc is not None:
+                    at = posting & far
+                    if at == far:
+                        at = doc.terms.index(term)
+                    partial[serial] = so_far(serial, 0.0) + weight * doc.weights[at]
         top = heapq.nsmallest(max_candidates, partial.items(), key=lambda i: (-i[1], i[0]))
         best: dict[str, Nearest] = {}
         for serial, _ in top:
@@ -228,14 +273,13 @@ class StoryIndex:
         self._attach(doc.story, doc, published, feed, numbers, entities)
         for key in doc.keys:
             self._keys[key] = doc.serial
-        serial = float(doc.serial)
-        for term, weight in zip(doc.terms, doc.weights, strict=True):
+        for at, term in enumerate(doc.terms):
+            posting = _posting(doc.serial, at)
             postings = self._postings.get(term)
             if postings is None:
-                self._postings[term] = array("d", (serial, weight))
+                self._postings[term] = array("Q", (posting,))
             else:
-                postings.append(serial)
-                postings.append(weight)
+                postings.append(posting)
         self.n_docs += 1
         self.df.update(doc.terms)
         self.df.update(doc.extra)
@@ -266,19 +310,17 @@ class StoryIndex:
         entities: Collection[str],
     ) -> None:
         story.members.append(doc)
-        if len(story.members) == 2:  # the first member's centroid and counts were implicit
-            story.vector_sum = story.members[0].vector()
-            story.term_members = Counter(story.terms())
-        centroid = story.vector_sum
-        for term, weight in zip(doc.terms, doc.weights, strict=True):
-            old = 0.0
-            if centroid is not None:
-                old = centroid.get(term, 0.0)
-                centroid[term] = old + weight
-            story.centroid_norm2 += 2.0 * old * weight + weight * weight
-        if story.term_members is not None:
-            story.term_members.update(doc.terms)
-            story.term_members.update(doc.extra)
+        if len(story.members) == 1:  # its centroid and counts are the doc's: nothing kept
+            for weight in doc.weights:
+                story.centroid_norm2 += weight * weight
+        else:
+            if len(story.members) == 2:
+                first = story.members[0]
+                story.slots = {t: _slot(i) for i, t in enumerate(first.terms)}
+                story.sums = array("d", first.weights)
+                story.counts = array("I", [1]) * len(first.terms)
+                story.extra_counts = dict.fromkeys(first.extra, 1) if first.extra else None
+            self._add_terms(story, doc)
         if doc.names:
             story.names = story.names | frozenset(doc.names)
         if entities:
@@ -292,6 +334,32 @@ class StoryIndex:
         if story.last_published is None or published > story.last_published:
             story.last_published = published
             heapq.heappush(self._expiry, (published, story.serial, story.id))
+
+    @staticmethod
+    def _add_terms(story: Story, doc: Doc) -> None:
+        """Add a member's weights and terms to the story's slots (two members or more)."""
+        slots, sums, counts = story.slots, story.sums, story.counts
+        assert slots is not None and sums is not None and counts is not None
+        extra = story.extra_counts
+        for term, weight in zip(doc.terms, doc.weights, strict=True):
+            i = slots.get(term)
+            if i is None:
+                slots[term] = _slot(len(sums))
+                sums.append(weight)  # 0.0 + weight
+                counts.append(1 + (extra.pop(term, 0) if extra else 0))
+                story.centroid_norm2 += weight * weight
+            else:
+                old = sums[i]
+                sums[i] = old + weight
+                counts[i] += 1
+                story.centroid_norm2 += 2.0 * old * weight + weight * weight
+        for term in doc.extra:
+            i = slots.get(term)
+            if i is not None:
+                counts[i] += 1
+            else:
+                extra = story.extra_counts = story.extra_counts or {}
+                extra[term] = extra.get(term, 0) + 1
 
     def _evict(self, story: Story) -> None:
         del self.stories[story.id]
@@ -314,13 +382,40 @@ class StoryIndex:
         self.kickers = +self.kickers
         live = self.docs
         for term, postings in list(self._postings.items()):
-            pairs = zip(postings[::2], postings[1::2], strict=True)
-            kept = array("d", chain.from_iterable(p for p in pairs if int(p[0]) in live))
+            kept = array("Q", (p for p in postings if p >> _POSITION_BITS in live))
             if kept:
                 self._postings[term] = kept
             else:
                 del self._postings[term]
         self._evicted_since_sweep = 0
+
+
+_POSITION_BITS = 16
+_FAR = (1 << _POSITION_BITS) - 1  # a term this far into a vector: look its position up
+
+
+def _posting(serial: int, at: int) -> int:
+    """One posting: the doc's serial and the term's position in the doc's vector."""
+    return serial << _POSITION_BITS | min(at, _FAR)
+
+
+# Shared int objects for slot numbers (Python caches only those up to 256): a big story
+# has hundreds of terms, and each would otherwise hold an int of its own.
+_SLOTS = tuple(range(4096))
+
+
+def _slot(i: int) -> int:
+    return _SLOTS[i] if i < len(_SLOTS) else i
+
+
+def exact_key(kind: str, value: str) -> bytes:
+    """A 16-byte digest standing for ``kind:value`` (a canonical URL, a content hash).
+
+    Every article in memory keeps its keys and the index maps them to it: a URL is
+    ~140 bytes as a string, 49 as this digest, and two different values share a
+    digest with a chance of 2**-128.
+    """
+    return hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=16).digest()
 
 
 def dot(a: dict[str, float], b: dict[str, float]) -> float:

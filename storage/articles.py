@@ -109,7 +109,7 @@ class ArticleRepo:
         """Articles published since ``since`` in the order they were clustered (for the
         clusterer's warm start); with ``after_round``, only those of later rounds."""
         stmt = (
-            select(Article, Feed.url, Feed.name, Feed.title)
+            select(*_STORED_COLUMNS)
             .join(Feed, Feed.id == Article.feed_id)
             .where(Article.published >= since)
         )
@@ -118,8 +118,8 @@ class ArticleRepo:
         stmt = stmt.order_by(
             Article.cluster_seq, Article.fetched, Article.published, Feed.url, Article.entry_index
         )
-        with Session(self.engine) as session:
-            yield from load_articles(session, stmt)
+        with self.engine.connect() as conn:
+            yield from stream_stored(conn, stmt)
 
     def cluster_round(self) -> int:
         """The last clustering round that stored articles (0 before the first)."""
@@ -308,6 +308,54 @@ def _article_row(n: Any) -> dict[str, Any]:
     }
 
 
+# What a StoredArticle is made of, as plain columns: the warm start reads tens of thousands
+# of rows and needs no ORM objects (identity map, instance state) for them.
+_STORED_COLUMNS = (
+    Article.id,
+    Article.story_id,
+    Article.entry_index,
+    Article.guid,
+    Article.url,
+    Article.canonical_url,
+    Article.title,
+    Article.summary,
+    Article.content,
+    Article.content_hash,
+    Article.published,
+    Article.fetched,
+    Article.reason_method,
+    Article.reason_score,
+    Article.reason_shared,
+    Feed.url.label("feed_url"),
+    Feed.name.label("feed_name"),
+    Feed.title.label("feed_title"),
+)
+
+
+def stream_stored(conn: Connection, stmt: Any) -> Iterator[StoredArticle]:
+    """Turn rows of ``_STORED_COLUMNS`` into records, with their entities.
+
+    Streamed a chunk at a time as plain Core rows: a warm start over a big story window
+    never holds every row at once, and makes no ORM object per article.
+    """
+    result = conn.execute(stmt.execution_options(yield_per=CHUNK))
+    for rows in result.partitions():
+        entities = _entities(conn, [r.id for r in rows])
+        for r in rows:
+            feed = r.feed_name or r.feed_title or r.feed_url
+            yield _stored(r, r.feed_url, feed, tuple(sorted(entities.get(r.id, ()))))
+
+
+def _entities(conn: Connection | Session, ids: list[str]) -> dict[str, set[str]]:
+    """Article id -> the tracked entities it mentions."""
+    entities: dict[str, set[str]] = {}
+    for aid, ent in conn.execute(
+        select(Mention.article_id, Mention.entity).where(Mention.article_id.in_(ids))
+    ):
+        entities.setdefault(aid, set()).add(ent)
+    return entities
+
+
 def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
     """Turn (Article, feed url, feed name, feed title) rows into records, with their entities.
 
@@ -316,12 +364,7 @@ def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
     """
     result = session.execute(stmt.execution_options(yield_per=CHUNK))
     for rows in result.partitions():
-        ids = [r[0].id for r in rows]
-        entities: dict[str, set[str]] = {}
-        for aid, ent in session.execute(
-            select(Mention.article_id, Mention.entity).where(Mention.article_id.in_(ids))
-        ):
-            entities.setdefault(aid, set()).add(ent)
+        entities = _entities(session, [r[0].id for r in rows])
         for row in rows:
             art, feed_url, feed_name, feed_title = row
             yield _stored(
@@ -332,7 +375,8 @@ def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
             )
 
 
-def _stored(art: Article, feed_url: str, feed: str, entities: tuple[str, ...]) -> StoredArticle:
+def _stored(art: Any, feed_url: str, feed: str, entities: tuple[str, ...]) -> StoredArticle:
+    """``art``: an ``Article`` or a row of its columns (same attribute names)."""
     record = ArticleRecord(
         feed_url=feed_url,
         entry_index=art.entry_index,

@@ -6,11 +6,15 @@ import dataclasses
 import math
 import random
 from array import array
+from collections import Counter
 from datetime import timedelta
 
+import pytest
+
+from monitor import storyindex
 from monitor.cluster import Clusterer
 from monitor.model import Article, StoryDecision
-from monitor.storyindex import Doc, Story, dot, dot_doc
+from monitor.storyindex import Doc, Story, dot, dot_doc, exact_key
 from monitor.storyscore import Thresholds
 from monitor.textfeatures import prepare
 from tests.test_cluster import CRASH, MUTINY, article, background, ids
@@ -80,11 +84,11 @@ def test_a_story_of_one_article_keeps_no_centroid_of_its_own() -> None:
     placed = decisions([*background(), *MUTINY], clusterer)
     index = clusterer._index
     single = index.stories[placed[0].story_id or ""]
-    assert len(single.members) == 1 and single.vector_sum is None
-    assert single.term_members is None
+    assert len(single.members) == 1 and single.slots is None and single.sums is None
+    assert single.counts is None and single.extra_counts is None
     assert single.centroid() == single.members[0].vector()
     joined = index.stories[placed[-1].story_id or ""]
-    assert len(joined.members) == 3 and joined.vector_sum is not None
+    assert len(joined.members) == 3 and joined.slots is not None
     total: dict[str, float] = {}
     for member in joined.members:
         for term, weight in member.vector().items():
@@ -112,15 +116,16 @@ def test_postings_follow_the_articles_through_eviction_and_sweeps() -> None:
     decisions(items, clusterer)
     index = clusterer._index
     assert 0 < len(index.docs) < 200  # most were evicted, and swept along the way
-    live_pairs = 0
+    live_postings = 0
     for term, postings in index._postings.items():
-        assert len(postings) % 2 == 0
-        for at in range(0, len(postings), 2):
-            doc = index.docs.get(int(postings[at]))
+        assert postings.itemsize == 8  # one integer: the weight is read from the doc
+        assert list(postings) == sorted(postings)  # oldest first
+        for posting in postings:
+            doc = index.docs.get(posting >> 16)
             if doc is not None:
-                live_pairs += 1
-                assert doc.vector()[term] == postings[at + 1]
-    assert live_pairs == sum(len(d.terms) for d in index.docs.values())
+                live_postings += 1
+                assert doc.terms[posting & 0xFFFF] == term
+    assert live_postings == sum(len(d.terms) for d in index.docs.values())
     assert sum(index.df.values()) == sum(len(d.terms) + len(d.extra) for d in index.docs.values())
 
 
@@ -143,3 +148,46 @@ def test_thresholds_with_another_title_weight_still_work() -> None:
     assert decisions([prepared(a) for a in news()], Clusterer(Thresholds(title_weight=3))) == (
         made_here
     )
+
+
+def test_postings_past_the_position_field_look_the_term_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = decisions(news(), Clusterer())
+    monkeypatch.setattr(storyindex, "_FAR", 3)  # every term from the 4th on: looked up
+    assert decisions(news(), Clusterer()) == expected
+
+
+def test_story_slots_agree_with_their_members_also_with_extra_terms() -> None:
+    # with a small prior, a term in most articles weighs nothing: it is an "extra" term
+    clusterer = Clusterer(Thresholds(idf_prior=0.5, join=0.05, min_evidence=0))
+    rng = random.Random(7)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa"]
+    items = [
+        article(" ".join(["common", *rng.sample(words, 3)]), "", at=timedelta(minutes=i))
+        for i in range(40)
+    ]
+    decisions(items, clusterer)
+    index = clusterer._index
+    stories = [s for s in index.stories.values() if len(s.members) > 1]
+    assert stories and any(d.extra for d in index.docs.values())
+    probe = {w: rng.random() for w in ["common", *words[:5]]}
+    for story in stories:
+        total: dict[str, float] = {}
+        for member in story.members:
+            for term, weight in member.vector().items():
+                total[term] = total.get(term, 0.0) + weight
+        assert story.centroid() == total and list(story.centroid()) == list(total)
+        members = Counter(t for d in story.members for t in (*d.terms, *d.extra))
+        assert story.terms() == members
+        assert story.term_counts([*words, "common", "none"]) == {
+            t: members[t] for t in [*words, "common", "none"]
+        }
+        for vector in (probe, story.members[0].vector(), {"alpha": 1.0}):
+            assert story.dot_centroid(vector) == dot(vector, story.centroid())
+
+
+def test_exact_keys_are_short_and_keep_url_and_hash_apart() -> None:
+    url, digest = exact_key("url", "x"), exact_key("hash", "x")
+    assert len(url) == len(digest) == 16 and url != digest
+    assert exact_key("url", "x") == url
