@@ -156,7 +156,9 @@ def fold(text: str) -> str:
 _SHORT = 48  # characters: a word or a name-like phrase
 
 
-@functools.lru_cache(maxsize=1 << 18)
+# 2**14 recent words and names: the hits of a bigger cache were not worth its ~9 MB in a
+# daemon that folds every new article's words for months
+@functools.lru_cache(maxsize=1 << 14)
 def _fold_short(text: str) -> str:
     return _fold(text)
 
