@@ -12,16 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from monitor.cluster import Clusterer
 from monitor.config import Config
 from monitor.heap import release_free_memory
 from monitor.model import Article, StoryDecision
 from storage.store import Store
 
+if TYPE_CHECKING:
+    from monitor.cluster import Clusterer
+
 
 def build_clusterer(cfg: Config, store: Store, now: datetime) -> Clusterer:
     """A clusterer warmed with the stored articles still inside the story window."""
+    from monitor.cluster import Clusterer  # on the first round that stores: not for 304s
+
     clusterer = Clusterer(window=cfg.settings.story_window)
     clusterer.replay(
         (s.article, s.story_id, s.entities)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.claims import Claims, keeping_leases
 from monitor.clustercache import ClusterCache
@@ -38,10 +38,11 @@ from monitor.ingest import (
 )
 from monitor.metrics import METRICS
 from monitor.model import FetchResult, OutboxAlert
-from monitor.normalize import ProcessedFeed, process_document
-from monitor.parsejob import parse_with_limit  # the pool's job: a lean module for workers
 from storage.records import FeedState, FeedUpdate
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from monitor.normalize import ProcessedFeed
 
 log = logging.getLogger("monitor.poll")
 
@@ -216,6 +217,10 @@ async def _process(
         "headers": fetched.headers,
         "fetched": now,
     }
+    # imported by the first body to parse: a cycle of 304s does not load the parsers
+    from monitor.normalize import process_document
+    from monitor.parsejob import parse_with_limit  # the pool's job: a lean module
+
     if engine.executor is None:
         return process_document(feed_url, fetched.content, **kwargs)
     limit = PARSE_TIMEOUT_FACTOR * engine.config.settings.timeout.total_seconds()
