@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.claims import Claims, lease_for
 from monitor.clustercache import ClusterCache
+from monitor.command import YOUNG_GC_THRESHOLD
 from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
@@ -37,7 +38,6 @@ from storage.store import Store
 log = logging.getLogger("monitor.daemon")
 
 TICK_SECONDS = 2.0
-YOUNG_GC_THRESHOLD = 10_000
 DELIVERY_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
 WATCH_SECONDS = 1.0
