@@ -48,6 +48,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.parser import Parser as PurePythonParser
 
 from monitor.durations import (
     check_time_zone,
@@ -483,22 +484,18 @@ def _read(path: Path) -> str:
         raise _Unreadable("not UTF-8 text", (line, column)) from None
 
 
-def _yaml(pure: bool = True) -> YAML:
-    return YAML(typ="safe", pure=pure)
-
-
 def _parse(text: str) -> tuple[YAML, Node | None]:
     """Compose ``text`` into nodes with libyaml's C parser (ruamel.yaml.clib): a
     2,000-feed file takes 60 ms there and 700 ms in pure Python. libyaml reads YAML 1.1
     syntax, which refuses a few YAML 1.2 documents (``{at: 08:00}``): on any error the
     pure-Python YAML 1.2 parser reads the text again, and decides and words the error."""
-    fast = _yaml(pure=False)
-    if fast.Parser is not _yaml().Parser:
+    fast = YAML(typ="safe", pure=False)
+    if fast.Parser is not PurePythonParser:  # ruamel.yaml.clib is installed
         try:
             return fast, fast.compose(text)
         except YAMLError:
             pass
-    yaml = _yaml()
+    yaml = YAML(typ="safe", pure=True)
     try:
         return yaml, yaml.compose(text)
     except MarkedYAMLError as exc:
@@ -531,7 +528,7 @@ class _Tree:
     from_env: set[Loc] = field(default_factory=set)  # values holding an environment value
     broken: dict[Loc, str] = field(default_factory=dict)  # values that could not be read
     env: Mapping[str, str] = field(default_factory=dict)
-    loader: YAML = field(default_factory=_yaml, repr=False)
+    loader: YAML = field(default_factory=lambda: YAML(typ="safe"), repr=False)
     _visited: int = 0
     _open: set[int] = field(default_factory=set, repr=False)  # containers being walked
 

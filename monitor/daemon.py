@@ -23,7 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.claims import Claims, lease_for
 from monitor.clustercache import ClusterCache
-from monitor.command import YOUNG_GC_THRESHOLD
 from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
@@ -48,13 +47,11 @@ FORGET_AFTER = timedelta(days=1)  # rows of instances silent this long are delet
 
 
 def settle_heap() -> None:
-    """Move what start-up made (modules, config, engine) out of the cyclic collector's
-    reach: it lives as long as the process, and every full collection would walk it
-    again (~0.1 s of a one-shot poll; all along a daemon's life). Young collections
-    every 10,000 allocations instead of 700: a cycle allocates millions of short-lived
-    objects, and the default spent ~0.2 s of a 200-feed cold poll collecting them."""
+    """Move what start-up made (the daemon's modules, config, engine) out of the cyclic
+    collector's reach: it lives as long as the process, and every full collection would
+    walk it again, all along a daemon's life (the command's own collector settings:
+    monitor.command)."""
     gc.freeze()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:

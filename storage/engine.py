@@ -82,15 +82,15 @@ T = TypeVar("T")
 _WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
-def _writer_lock(engine: Engine | None) -> threading.RLock | contextlib.nullcontext[None]:
+def _writer_lock(engine: Engine) -> threading.RLock | contextlib.nullcontext[None]:
     """SQLite has one writer: threads of this process take turns here, woken at once,
     instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms."""
-    if engine is None or engine.dialect.name != "sqlite":
+    if engine.dialect.name != "sqlite":
         return contextlib.nullcontext()
     return _WRITERS.setdefault(engine, threading.RLock())
 
 
-def write_retrying(write: Callable[[], T], engine: Engine | None = None) -> T:
+def write_retrying(write: Callable[[], T], engine: Engine) -> T:
     """Run a write; while another process holds the SQLite lock, say so and try again."""
     started = time.monotonic()
     while True:
