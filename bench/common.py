@@ -245,11 +245,12 @@ class Timed:
 
 def timed(cmd: Sequence[str], *, cwd: Path | None = None, timeout: float | None = None) -> Timed:
     """Whole-process wall time of ``cmd`` (interpreter start and imports included), and the
-    CPU time used by it and its descendants (forkserver, pool workers).
+    CPU time used by it and its descendants (parse workers; reader's have none).
 
     On a shared machine the CPU time is the steadier figure. The process's own CPU comes
-    from the rusage of waited-for children (exact); its descendants are not ours to wait
-    for (the pool's forkserver outlives it), so theirs is their last sample (every 0.1 s).
+    from the rusage of waited-for children (exact), which includes the parse workers
+    monitor waits for; other descendants are not ours to wait for (an earlier monitor's
+    forkserver outlived it), so theirs is their last sample (every 0.1 s).
     """
     import psutil
 
@@ -272,6 +273,8 @@ def timed(cmd: Sequence[str], *, cwd: Path | None = None, timeout: float | None 
             with suppress(psutil.Error):
                 for child in psutil.Process(proc.pid).children(recursive=True):
                     with suppress(psutil.Error):
+                        if "monitor.parsejob" in " ".join(child.cmdline()):
+                            continue  # monitor waits for its parse workers: in ``own``
                         t = child.cpu_times()
                         last[child.pid] = t.user + t.system
             stop.wait(0.1)
@@ -396,8 +399,10 @@ def tree_rss_parts(pid: int) -> list[tuple[int, str, int]]:
             cmd = " ".join(p.cmdline())
             if p.pid == pid:
                 role = "main"
+            elif "monitor.parsejob" in cmd:
+                role = "worker"  # monitor.workers' parse worker
             elif p.ppid() != pid:
-                role = "worker"  # forked by the forkserver
+                role = "worker"  # forked by a forkserver (monitor before the ParsePool)
             elif "forkserver" in cmd:
                 role = "forkserver"
             elif "resource_tracker" in cmd:

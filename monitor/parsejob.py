@@ -1,20 +1,17 @@
-"""The parse pool's job, in a module of its own so that pool workers stay small.
+"""What a parse worker runs, in a module of its own so that workers stay small.
 
-A worker imports what unpickling its job needs. The job living in ``monitor.pipeline``
-made every worker import the whole daemon (SQLAlchemy, storage, httpx: ~40 MB a
-worker); a worker now imports only parsing and normalising, at its first job.
-
-The forkserver imports this module (``monitor.workers.PRELOAD``) and nothing more: a
-module it preloads is resident in the forkserver *and* in every worker forked from it,
-so preloading the parser would add its ~10 MB to the forkserver without making a worker
-smaller.
+A worker (see :mod:`monitor.workers`) is a fresh interpreter running :func:`serve`; it
+imports what unpickling its jobs needs. The job living in ``monitor.pipeline`` would
+make every worker import the whole daemon (SQLAlchemy, storage, httpx: ~40 MB a
+worker); a worker imports only parsing and normalising, at its first job.
 """
 
 from __future__ import annotations
 
-import os
+import pickle
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ParseError
@@ -23,10 +20,9 @@ from monitor.heap import release_free_memory
 if TYPE_CHECKING:
     from monitor.normalize import ProcessedFeed
 
-__all__ = ["parse_with_limit"]
+__all__ = ["parse_with_limit", "serve"]
 
-MAIN_ENV = "MONITOR_POOL_SKIP_MAIN"  # set by monitor.workers while it starts the forkserver
-BIG_DOCUMENT = 64 * 1024  # bytes: after parsing one, the worker's free heap goes back
+BIG_ANSWER = 64 * 1024  # bytes: after sending one, the worker's free heap goes back
 
 
 def parse_with_limit(
@@ -37,7 +33,7 @@ def parse_with_limit(
     The clock starts when the worker picks the job up (time in the queue does not count)
     and the alarm really interrupts a runaway parse, freeing the worker for the next feed.
     """
-    from monitor.normalize import process_document  # here: the forkserver does not need it
+    from monitor.normalize import process_document  # here: imported by the first job
 
     def expired(signum: int, frame: object) -> None:
         raise ParseError(f"parsing took longer than {limit:.0f}s")
@@ -49,22 +45,43 @@ def parse_with_limit(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        if len(content) >= BIG_DOCUMENT:  # parsing it grew the heap: do not keep that
-            release_free_memory()
 
 
-def _skip_parent_main() -> None:
-    """In the forkserver: take the parent's main script as loaded, without running it.
+def serve() -> None:
+    """A worker's main loop (``monitor.workers``): run each job read from stdin, answer on
+    the pipe whose number is ``sys.argv[1]``; return at end-of-file (the pool closed it,
+    or the daemon died)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    jobs = sys.stdin.buffer
+    with open(int(sys.argv[1]), "wb") as answers:
+        while True:
+            try:
+                answer = _run(pickle.load(jobs))
+            except EOFError:
+                return
+            answers.write(answer)
+            answers.flush()
+            size = len(answer)
+            del answer  # with the job and its result: all of it is garbage now
+            if size >= BIG_ANSWER:  # parsing it grew the heap: do not keep that
+                release_free_memory()
 
-    A forked worker runs the parent's main script unless ``__main__`` already is that
-    file, and the ``monitor`` console script would import the whole CLI into every
-    worker.  The pool's jobs live here, so nothing in the script is needed.  Only a
-    process without a main file of its own (the forkserver runs ``python -c``) changes.
-    """
-    path = os.environ.pop(MAIN_ENV, None)
-    main = sys.modules.get("__main__")
-    if path and main is not None and getattr(main, "__file__", None) is None:
-        main.__file__ = path
+
+def _run(job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> bytes:
+    fn, args, kwargs = job
+    try:
+        return _answer(True, fn(*args, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - the job's error goes to the caller
+        return _answer(False, exc)
 
 
-_skip_parent_main()
+def _answer(ok: bool, value: object) -> bytes:
+    """The pickled answer; an error that would not unpickle in the daemon is sent as text."""
+    try:
+        data = pickle.dumps((ok, value), pickle.HIGHEST_PROTOCOL)
+        if not ok:
+            pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001
+        error = value if not ok else exc
+        return pickle.dumps((False, ParseError(f"internal error: {error!r}")))
+    return data

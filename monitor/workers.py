@@ -1,104 +1,212 @@
-"""The parse worker pool: started by its first job, replaced when a worker dies.
+"""The parse worker pool: plain child processes fed through pipes, started by the first job.
 
-Starting a forkserver pool costs two fresh interpreters (the forkserver and the resource
-tracker) before the first worker; a cycle of 304s parses nothing and should not pay for
-them. A worker killed mid-parse (out of memory, a crash in a C extension) breaks a
-``ProcessPoolExecutor`` for good: every later job would fail, so the pool is replaced and
-only the jobs in flight at that moment fail (their feeds are retried next cycle).
+Parsing is CPU work, so on 2+ cores it runs in worker processes. Each worker is a fresh
+interpreter (``python -c``) that imports only :mod:`monitor.parsejob` and reads jobs
+from its stdin, answering on a pipe of its own, one pickle each way.
 
-Workers stay small: their job lives in ``monitor.parsejob``, which imports only parsing,
-and they do not run the parent's main script (see :func:`_start_forkserver`), so no
-worker imports the daemon, SQLAlchemy or the CLI.
+Why not ``ProcessPoolExecutor``: with the forkserver start method (fork is unsafe in a
+threaded daemon) it runs two more interpreters beside the workers, the forkserver and
+multiprocessing's resource tracker, ~30 MB resident for nothing this pool needs; its
+workers re-run the parent's main script (the whole CLI for the ``monitor`` command)
+unless tricked out of it; and a worker killed mid-parse breaks it for good. Here a dead
+worker fails only the job it held (its feed is retried next cycle) and is restarted for
+the next one; when the daemon dies, its workers read end-of-file and exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
 import os
+import pickle
+import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import forkserver, spawn
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import IO, Any, ParamSpec, TypeVar
 
-from monitor.parsejob import MAIN_ENV
+from monitor.errors import ParseError
+
+__all__ = ["ParsePool", "WorkerDied", "parse_pool"]
 
 log = logging.getLogger("monitor.workers")
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# What the forkserver imports: the job's module, which keeps workers off the main script.
-PRELOAD = ["monitor.parsejob"]
+# the worker's program: monitor.parsejob answers jobs until its stdin ends
+WORKER_CODE = "from monitor.parsejob import serve; serve()"
+_STOP = None  # queued once per worker thread by shutdown
+_Job = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
-def parse_pool(workers: int | None = None) -> Executor | None:
+class WorkerDied(ParseError):
+    """A worker exited (killed, out of memory, a crash in C) before answering its job."""
+
+
+def parse_pool(workers: int | None = None) -> ParsePool | None:
     """Parsing is CPU work: on 2+ cores a process pool keeps it off the event loop."""
     workers = workers or os.cpu_count() or 1
     if workers < 2:
         return None
-    return LazyPool(lambda: _forkserver_pool(workers))
+    return ParsePool(workers)
 
 
-def _forkserver_pool(workers: int) -> ProcessPoolExecutor:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    _start_forkserver()
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+class ParsePool(Executor):
+    """``workers`` worker processes, each served by a thread of ours that hands it the
+    next queued job and waits for its answer (so a job goes to the first free worker).
 
-
-def _start_forkserver() -> None:
-    """Start the forkserver (if not running) telling it the parent's main script.
-
-    A new worker runs the parent's main script again unless the forkserver already has
-    it as ``__main__`` (Python 3.11 never passes the forkserver the script to preload).
-    For the ``monitor`` console script that imports the whole CLI: ~40 MB a worker, for
-    nothing, as the jobs live in ``monitor.parsejob``.  ``monitor.parsejob``, imported
-    by the forkserver, records the script as loaded instead (see ``_skip_parent_main``).
+    Nothing starts before the first ``submit``.  Jobs and their arguments must pickle by
+    reference to importable functions: the workers share nothing else with us.
     """
-    main_path = spawn.get_preparation_data("forkserver").get("init_main_from_path")
-    if main_path is None:  # main given as a module (python -m): workers skip it already
-        forkserver.ensure_running()
-        return
-    os.environ[MAIN_ENV] = main_path
-    try:
-        forkserver.ensure_running()
-    finally:
-        os.environ.pop(MAIN_ENV, None)
 
-
-class LazyPool(Executor):
-    """An executor made by ``factory`` on the first ``submit``, remade after it breaks."""
-
-    def __init__(self, factory: Callable[[], Executor]) -> None:
-        self._factory = factory
-        self._pool: Executor | None = None
-        self._closed = False
+    def __init__(self, workers: int) -> None:
+        self._size = workers
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def started(self) -> bool:
-        return self._pool is not None
+        return bool(self._threads)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            if self._pool is None:
-                self._pool = self._factory()
-            try:
-                return self._pool.submit(fn, *args, **kwargs)
-            except BrokenProcessPool:
-                log.warning("parse_pool_replaced reason=a worker died; jobs in flight failed")
-                broken, self._pool = self._pool, self._factory()
-                broken.shutdown(wait=False, cancel_futures=True)
-                return self._pool.submit(fn, *args, **kwargs)
+            self._jobs.put((future, fn, args, kwargs))
+            while len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._serve, name=f"parse-worker-{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+            if cancel_futures:
+                while True:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is not None:
+                        job[0].cancel()
+            for _ in self._threads:
+                self._jobs.put(_STOP)
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+    def _serve(self) -> None:
+        """One worker's thread: run queued jobs on it until shutdown, then let it exit."""
+        worker = _Worker()
+        try:
+            while (job := self._jobs.get()) is not _STOP:
+                future, fn, args, kwargs = job
+                if future.set_running_or_notify_cancel():
+                    worker.run(future, fn, args, kwargs)
+        finally:
+            worker.close()
+
+
+class _Worker:
+    """One worker process, (re)started when a job needs it."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._answers: IO[bytes] | None = None
+
+    def run(
+        self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> None:
+        try:
+            request = pickle.dumps((fn, args, kw), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - the caller's job cannot be sent: its error
+            future.set_exception(exc)
+            return
+        try:
+            process, answers = self._ensure()
+            assert process.stdin is not None
+            process.stdin.write(request)
+            process.stdin.flush()
+            del request
+            ok, value = pickle.load(answers)
+        except Exception as exc:  # noqa: BLE001 - gone, or out of step: restart it
+            future.set_exception(self._lost(exc))
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def _ensure(self) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+        if self._process is None or self._answers is None:
+            self._process, self._answers = _start_worker()
+        return self._process, self._answers
+
+    def _lost(self, exc: Exception) -> WorkerDied:
+        """The worker died, or its answer could not be read: stop it (a new one takes the
+        next job) and say which."""
+        exited = isinstance(exc, EOFError | OSError) or (
+            self._process is not None and self._process.poll() is not None
+        )
+        code = self._stop(kill=True)
+        log.warning(
+            "parse_worker_lost exit_code=%s error=%r (restarted for the next job)", code, exc
+        )
+        if exited:
+            what = f"the parse worker died while parsing (exit code {code})"
+        else:
+            what = f"the parse worker's answer could not be read ({exc!r})"
+        return WorkerDied(f"{what}; retried next cycle")
+
+    def close(self) -> None:
+        self._stop(kill=False)
+
+    def _stop(self, *, kill: bool) -> int | None:
+        process, answers = self._process, self._answers
+        self._process = self._answers = None
+        if process is None:
+            return None
+        if kill:
+            process.kill()
+        for stream in (process.stdin, answers):  # its stdin at end-of-file: the worker exits
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # stuck in a job longer than its own alarm
+            process.kill()
+            return process.wait()
+
+
+def _start_worker() -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """A worker reading jobs on its stdin and answering on a pipe of its own (its number
+    is the worker's argument), so that anything a parser prints cannot corrupt answers."""
+    read_end, write_end = os.pipe()
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])  # where ``monitor`` is importable from
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", WORKER_CODE, str(write_end)],
+            stdin=subprocess.PIPE,
+            env=env,
+            pass_fds=(write_end,),
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return process, os.fdopen(read_end, "rb")

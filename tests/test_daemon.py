@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from monitor.daemon import settle_heap
 from tests import alertpeers
 from tests.clirun import monitor, monitor_env
 from tests.feedbuild import Item, LiveFeed, serve
@@ -232,3 +235,23 @@ def test_sighup_reloads_even_when_the_file_looks_unchanged(server, tmp_path):
         code, err = stop(proc)
     assert code == 0, err
     assert "reloaded (SIGHUP)" in err
+
+
+class _Cycle:
+    """Garbage only the cyclic collector frees, like the YAML parser's node tree."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_start_up_garbage_is_freed_not_frozen() -> None:
+    gc.disable()
+    try:
+        garbage = _Cycle()
+        gone = weakref.ref(garbage)
+        del garbage
+        settle_heap()
+        assert gone() is None  # frozen, it would have stayed for the process's life
+    finally:
+        gc.unfreeze()
+        gc.enable()

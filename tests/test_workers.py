@@ -1,65 +1,104 @@
-"""The parse worker pool: no process before the first job; a dead worker does not break it;
-its workers import parsing only."""
+"""The parse worker pool: no process before the first job; a dead worker fails only its
+job; its workers import parsing only and exit with the daemon."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import textwrap
-import types
-from concurrent.futures.process import BrokenProcessPool
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitor import parsejob
+from monitor.errors import ParseError
 from monitor.normalize import process_document
-from monitor.parsejob import MAIN_ENV, parse_with_limit
-from monitor.workers import LazyPool, parse_pool
+from monitor.parsejob import parse_with_limit
+from monitor.workers import ParsePool, WorkerDied, parse_pool
 
 DATA = Path(__file__).parent / "data"
 
 
-def _pid() -> int:
-    return os.getpid()
+def _children() -> set[int]:
+    """This process's child processes (Linux)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
 
 
-def _die() -> None:
-    os._exit(9)  # what the OOM killer or a crash in a C extension does to a worker
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_no_process_starts_until_the_first_job() -> None:
-    before = set(multiprocessing.active_children())
+    before = _children()
     pool = parse_pool(2)
-    assert isinstance(pool, LazyPool)
+    assert isinstance(pool, ParsePool)
     try:
         assert not pool.started
-        assert set(multiprocessing.active_children()) == before
-        assert pool.submit(_pid).result(timeout=60) != os.getpid()
+        assert _children() == before
+        pids = {pool.submit(os.getpid).result(timeout=60) for _ in range(6)}
         assert pool.started
+        assert os.getpid() not in pids
+        assert pids <= _children()
     finally:
         pool.shutdown()
+    assert not _children() & pids  # shut down: the workers exited and were reaped
 
 
 def test_one_core_parses_in_process() -> None:
     assert parse_pool(1) is None
 
 
-def test_a_dead_worker_fails_its_job_and_the_pool_is_replaced() -> None:
+def test_a_dead_worker_fails_its_job_only_and_is_restarted() -> None:
     pool = parse_pool(2)
     assert pool is not None
     try:
-        with pytest.raises(BrokenProcessPool):
-            pool.submit(_die).result(timeout=60)
-        results = [pool.submit(_pid) for _ in range(4)]
+        with pytest.raises(WorkerDied, match=r"died while parsing \(exit code 9\)") as died:
+            pool.submit(os._exit, 9).result(timeout=60)  # what the OOM killer or a C crash does
+        assert isinstance(died.value, ParseError)  # recorded on the feed like a parse error
+        results = [pool.submit(os.getpid) for _ in range(4)]
         assert all(f.result(timeout=60) > 0 for f in results)
     finally:
         pool.shutdown()
+
+
+def test_a_job_error_is_raised_to_the_caller_and_the_worker_carries_on() -> None:
+    pool = parse_pool(2)
+    assert pool is not None
+    try:
+        with pytest.raises(ValueError, match="invalid literal"):
+            pool.submit(int, "x").result(timeout=60)
+        kwargs: dict[str, Any] = {"url": FEED, "content_type": "text/html", "headers": {}}
+        kwargs["fetched"] = datetime(2026, 1, 2, tzinfo=UTC)
+        with pytest.raises(ParseError, match="not a feed: HTML document"):
+            pool.submit(parse_with_limit, 60.0, FEED, b"<html><p>hi", kwargs).result(60)
+        assert pool.submit(print, "a parser writing to stdout").result(timeout=60) is None
+        assert pool.submit(sum, [1, 2, 3]).result(timeout=60) == 6  # answers still in step
+    finally:
+        pool.shutdown()
+
+
+def test_shutdown_cancels_queued_jobs() -> None:
+    pool = parse_pool(2)
+    assert pool is not None
+    jobs = [pool.submit(time.sleep, 0.5) for _ in range(6)]
+    time.sleep(0.2)
+    pool.shutdown(cancel_futures=True)
+    assert sum(job.cancelled() for job in jobs) >= 3
+    for job in jobs:
+        if not job.cancelled():
+            assert job.result() is None
 
 
 def test_no_job_after_shutdown() -> None:
@@ -67,7 +106,33 @@ def test_no_job_after_shutdown() -> None:
     assert pool is not None
     pool.shutdown()
     with pytest.raises(RuntimeError):
-        pool.submit(_pid)
+        pool.submit(os.getpid)
+
+
+def test_workers_exit_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from monitor.workers import parse_pool
+
+        pool = parse_pool(2)
+        pids = {pool.submit(os.getpid).result(60) for _ in range(8)}
+        print(" ".join(map(str, pids)), flush=True)
+        sys.stdin.read()  # until killed
+        """
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert daemon.stdout is not None
+    workers = [int(pid) for pid in daemon.stdout.readline().split()]
+    assert workers and all(_alive(pid) for pid in workers)
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)  # they read end-of-file and exited
 
 
 FEED = "https://example.com/feed"
@@ -96,7 +161,7 @@ def test_a_worker_parses_a_real_feed_without_importing_the_daemon() -> None:
     assert all(r == process_document(FEED, content, **kwargs) for r in results)
     assert results[0].articles
     for modules in loaded:
-        assert "monitor.parsejob" in modules  # the forkserver's preload
+        assert "monitor.parsejob" in modules  # the worker's program
         assert not modules & set(HEAVY)
 
 
@@ -126,19 +191,3 @@ def test_workers_do_not_run_the_parent_main_script(tmp_path: Path) -> None:
     modules = set(json.loads(done.stdout))
     assert "monitor.parsejob" in modules
     assert "sqlalchemy" not in modules  # the script was not run again in the worker
-    assert MAIN_ENV not in os.environ  # the parent's environment is left as it was
-
-
-def test_the_hook_only_touches_a_process_without_a_main_file(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    main = types.ModuleType("__main__")
-    monkeypatch.setitem(sys.modules, "__main__", main)
-    monkeypatch.setenv(MAIN_ENV, "/somewhere/monitor")
-    parsejob._skip_parent_main()
-    assert getattr(main, "__file__", None) == "/somewhere/monitor"
-    assert MAIN_ENV not in os.environ
-    main.__file__ = "/my/own/script.py"
-    monkeypatch.setenv(MAIN_ENV, "/somewhere/monitor")
-    parsejob._skip_parent_main()
-    assert main.__file__ == "/my/own/script.py"
