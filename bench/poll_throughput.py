@@ -31,6 +31,7 @@ if __package__ in (None, ""):
 from bench.common import (
     ServerProcess,
     Timed,
+    compile_bytecode,
     corpus_files,
     feed_errors,
     median,
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     files = corpus_files(args.mix)
     print_machine()
+    compile_bytecode()
     print(f"mix={args.mix}: {mix_summary(files, args.n)}")
     times: Times = {k: [] for k in ("ours_cold", "ours_re", "peer_cold", "peer_re")}
     ours_articles = peer_entries = 0

@@ -46,6 +46,7 @@ from bench.common import (
     ROOT,
     RssSampler,
     ServerProcess,
+    compile_bytecode,
     copy_db,
     corpus_files,
     feed_errors,
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     files = corpus_files(args.mix)
     n = max(args.feeds, args.new_feeds)
     print_machine()
+    compile_bytecode()
     print(f"mix={args.mix}: {mix_summary(files, args.feeds)}")
     base = filled_db(args.data_dir, args.articles) if parts & {"a", "c"} else None
     with (

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from bench.common import (
     MONITOR,
     ServerProcess,
+    compile_bytecode,
     corpus_files,
     mix_summary,
     print_load,
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
     print_machine()
+    compile_bytecode()
     files = corpus_files(args.mix)
     print(mix_summary(files, args.n))
     rows = []
