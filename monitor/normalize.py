@@ -22,7 +22,7 @@ from html import unescape
 from urllib.parse import quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from monitor.model import Article, ParsedEntry, ParsedFeed
-from monitor.parse import parse_feed
+from monitor.parse import MAX_INFLATED_BYTES, parse_feed
 from monitor.storyscore import DEFAULT_THRESHOLDS
 from monitor.textfeatures import prepare
 
@@ -97,6 +97,7 @@ def process_document(
     headers: Mapping[str, str] | None = None,
     fetched: datetime,
     features: bool = False,
+    max_bytes: int = MAX_INFLATED_BYTES,
 ) -> ProcessedFeed:
     """Parse and normalise one response body; raises ParseError as ``parse_feed`` does.
 
@@ -107,7 +108,9 @@ def process_document(
     bench's cold poll a third are copies; on a later poll of a feed, nearly all are
     known), and with as many workers as cores the workers are the busier side.
     """
-    parsed = parse_feed(content, url=url, content_type=content_type, headers=headers)
+    parsed = parse_feed(
+        content, url=url, content_type=content_type, headers=headers, max_bytes=max_bytes
+    )
     articles = normalize_entries(feed_url, parsed, fetched, base_url=url)
     if features:
         weight = DEFAULT_THRESHOLDS.title_weight

@@ -46,7 +46,7 @@ from monitor.model import ParsedEntry, ParsedFeed
 _WHITESPACE = b" \t\r\n"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
-MAX_INFLATED_BYTES = 32 * 1024 * 1024
+MAX_INFLATED_BYTES = 32 * 1024 * 1024  # when the caller gives no max_bytes
 MAX_ENTITY_EXPANSION = 1024 * 1024  # bytes that internal entity references may add
 MAX_PROLOG_WORK = 20_000_000  # DTD declarations x prolog bytes (feedparser rescans per one)
 
@@ -75,9 +75,14 @@ def parse_feed(
     url: str,
     content_type: str | None,
     headers: Mapping[str, str] | None = None,
+    max_bytes: int = MAX_INFLATED_BYTES,
 ) -> ParsedFeed:
-    """Parse one response body; raise ParseError when it is not a readable feed."""
-    body = _prepare(content)
+    """Parse one response body; raise ParseError when it is not a readable feed.
+
+    ``max_bytes`` (the ``max_feed_bytes`` setting) bounds a gzip body sent without a
+    ``Content-Encoding`` label once inflated, as the fetcher bounds a labelled one.
+    """
+    body = _prepare(content, max_bytes)
     if is_json_document(body, content_type):
         return parse_json_feed(body, url=url)
     _refuse_non_xml(body)
@@ -171,10 +176,10 @@ def bozo_reason(exc: object, declaration_added: bool = False) -> str | None:
     return text or type(exc).__name__
 
 
-def _prepare(content: bytes) -> bytes:
+def _prepare(content: bytes, max_bytes: int) -> bytes:
     """Inflate an unlabelled gzip body, drop leading whitespace, refuse an empty one."""
     if content.startswith(_GZIP_MAGIC):
-        content = _inflate(content)
+        content = _inflate(content, max_bytes)
     bom = _UTF8_BOM if content.startswith(_UTF8_BOM) else b""
     stripped = content[len(bom) :].lstrip(_WHITESPACE)
     if not stripped:
@@ -184,14 +189,14 @@ def _prepare(content: bytes) -> bytes:
     return content  # maybe UTF-16/32, where stripping single bytes would misalign
 
 
-def _inflate(content: bytes) -> bytes:
+def _inflate(content: bytes, max_bytes: int) -> bytes:
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
     try:
-        data = inflater.decompress(content, MAX_INFLATED_BYTES)
+        data = inflater.decompress(content, max_bytes)
     except zlib.error as exc:
         raise ParseError(f"not a feed: corrupt gzip data ({exc})") from None
     if inflater.unconsumed_tail:
-        raise ParseError(f"not a feed: gzip data inflates past {MAX_INFLATED_BYTES} bytes")
+        raise ParseError(f"not a feed: gzip data inflates past {max_bytes} bytes")
     return data
 
 

@@ -216,6 +216,7 @@ async def _process(
         "content_type": fetched.content_type,
         "headers": fetched.headers,
         "fetched": now,
+        "max_bytes": engine.config.settings.max_feed_bytes,  # bounds unlabelled gzip too
     }
     # imported by the first body to parse: a cycle of 304s does not load the parsers
     from monitor.normalize import process_document

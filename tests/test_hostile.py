@@ -89,6 +89,12 @@ def endpoints(url: Callable[[str], str], secret: Path, bomb: bytes) -> list[Endp
             {"body": bomb, "headers": XML},
             r"not a feed: gzip data inflates past \d+ bytes",
         ),
+        # unlabelled, and past max_feed_bytes (10 MB) though far from a bomb: refused too
+        Endpoint(
+            f"{P}/gzip-unlabelled-12mb",
+            {"body": hostile.gzip_bomb(12 * hostile.MB), "headers": XML},
+            r"not a feed: gzip data inflates past 10485760 bytes",
+        ),
         Endpoint(
             f"{P}/endless",
             {"endless": True, "headers": XML},

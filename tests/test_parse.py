@@ -186,6 +186,16 @@ def test_gzip_bomb_is_refused():
         _parse(bomb)
 
 
+def test_unlabelled_gzip_is_bounded_by_max_bytes():
+    """The fetcher bounds a body labelled gzip by max_feed_bytes; an unlabelled one is
+    found and inflated here, within the same bound."""
+    plain = (DATA / "rss_relative.xml").read_bytes()
+    packed = gzip.compress(plain)
+    with pytest.raises(ParseError, match=f"gzip data inflates past {len(plain) - 1} bytes"):
+        _parse(packed, "application/rss+xml", max_bytes=len(plain) - 1)
+    assert _parse(packed, "application/rss+xml", max_bytes=len(plain)).entries
+
+
 # --- feed details -------------------------------------------------------------------------
 
 
