@@ -8,11 +8,12 @@ worker); a worker imports only parsing and normalising, at its first job.
 
 from __future__ import annotations
 
+import faulthandler
 import pickle
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor.errors import ParseError
 from monitor.heap import release_free_memory
@@ -20,29 +21,45 @@ from monitor.heap import release_free_memory
 if TYPE_CHECKING:
     from monitor.normalize import ProcessedFeed
 
-__all__ = ["parse_with_limit", "serve"]
+__all__ = ["parse_with_limit", "run_limited", "serve"]
 
+T = TypeVar("T")
+
+HARD_LIMIT_FACTOR = 1.5  # x the job's limit: a worker still busy then is ended
 BIG_ANSWER = 64 * 1024  # bytes: after sending one, the worker's free heap goes back
 
 
 def parse_with_limit(
     limit: float, feed_url: str, content: bytes, kwargs: dict[str, Any]
 ) -> ProcessedFeed:
-    """Run in a pool worker: parse, but stop after ``limit`` seconds of the worker's own time.
-
-    The clock starts when the worker picks the job up (time in the queue does not count)
-    and the alarm really interrupts a runaway parse, freeing the worker for the next feed.
-    """
+    """Run in a pool worker: parse, but stop after ``limit`` seconds (see :func:`run_limited`)."""
     from monitor.normalize import process_document  # here: imported by the first job
+
+    return run_limited(limit, process_document, feed_url, content, **kwargs)
+
+
+def run_limited(limit: float, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a pool worker, stopped after ``limit`` seconds.
+
+    The clock starts when the worker picks the job up (time in the queue does not count).
+    An alarm interrupts a runaway parse with ParseError, freeing the worker for the next
+    feed. The alarm only runs between bytecodes, so a job stuck inside C code (one huge
+    regular-expression match, say) would hold the worker, and the cycle waiting for it,
+    for ever: past ``HARD_LIMIT_FACTOR`` x ``limit``, faulthandler's watchdog thread,
+    which needs no GIL, writes the job's stack to stderr and ends the worker. The pool
+    reports that job as failed (WorkerDied) and starts a new worker for the next one.
+    """
 
     def expired(signum: int, frame: object) -> None:
         raise ParseError(f"parsing took longer than {limit:.0f}s")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, limit)
+    faulthandler.dump_traceback_later(limit * HARD_LIMIT_FACTOR, exit=True)
     try:
-        return process_document(feed_url, content, **kwargs)
+        return fn(*args, **kwargs)
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

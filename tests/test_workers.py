@@ -18,7 +18,7 @@ import pytest
 
 from monitor.errors import ParseError
 from monitor.normalize import process_document
-from monitor.parsejob import parse_with_limit
+from monitor.parsejob import parse_with_limit, run_limited
 from monitor.workers import ParsePool, WorkerDied, parse_pool
 
 DATA = Path(__file__).parent / "data"
@@ -85,6 +85,27 @@ def test_a_job_error_is_raised_to_the_caller_and_the_worker_carries_on() -> None
             pool.submit(parse_with_limit, 60.0, FEED, b"<html><p>hi", kwargs).result(60)
         assert pool.submit(print, "a parser writing to stdout").result(timeout=60) is None
         assert pool.submit(sum, [1, 2, 3]).result(timeout=60) == 6  # answers still in step
+    finally:
+        pool.shutdown()
+
+
+def _stuck_in_c(seconds: float) -> None:
+    """Like a parse stuck inside C code, where the alarm cannot interrupt it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+
+
+def test_a_job_past_its_limit_is_stopped_even_where_the_alarm_cannot_reach() -> None:
+    pool = parse_pool(2)
+    assert pool is not None
+    try:
+        with pytest.raises(ParseError, match="parsing took longer than 1s"):
+            pool.submit(run_limited, 1.0, time.sleep, 30).result(timeout=20)
+        started = time.monotonic()
+        with pytest.raises(WorkerDied, match=r"exit code 1\b"):
+            pool.submit(run_limited, 1.0, _stuck_in_c, 30).result(timeout=20)
+        assert time.monotonic() - started < 20  # ended at 1.5 s, not after 30
+        assert pool.submit(sum, [1, 2]).result(timeout=60) == 3  # a new worker took over
     finally:
         pool.shutdown()
 
