@@ -40,6 +40,7 @@ T = TypeVar("T")
 # the worker's program: monitor.parsejob answers jobs until its stdin ends
 WORKER_CODE = "from monitor.parsejob import serve; serve()"
 _STOP = None  # queued once per worker thread by shutdown
+IDLE_EXIT_SECONDS = 30.0  # a worker without a job this long is ended
 _Job = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -63,8 +64,9 @@ class ParsePool(Executor):
     reference to importable functions: the workers share nothing else with us.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, idle_exit: float = IDLE_EXIT_SECONDS) -> None:
         self._size = workers
+        self._idle_exit = idle_exit
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -107,10 +109,22 @@ class ParsePool(Executor):
                 thread.join()
 
     def _serve(self) -> None:
-        """One worker's thread: run queued jobs on it until shutdown, then let it exit."""
+        """One worker's thread: run queued jobs on it until shutdown, then let it exit.
+
+        A worker left without work for ``idle_exit`` seconds is ended (the next job
+        starts another): between the cycles that bring new documents, a daemon at rest
+        holds no parser's memory.
+        """
         worker = _Worker()
         try:
-            while (job := self._jobs.get()) is not _STOP:
+            while True:
+                try:
+                    job = self._jobs.get(timeout=self._idle_exit)
+                except queue.Empty:
+                    worker.close()
+                    job = self._jobs.get()
+                if job is None:  # _STOP
+                    return
                 future, fn, args, kwargs = job
                 if future.set_running_or_notify_cancel():
                     worker.run(future, fn, args, kwargs)

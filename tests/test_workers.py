@@ -110,6 +110,20 @@ def test_a_job_past_its_limit_is_stopped_even_where_the_alarm_cannot_reach() -> 
         pool.shutdown()
 
 
+def test_an_idle_worker_exits_and_the_next_job_starts_another() -> None:
+    pool = ParsePool(1, idle_exit=0.5)
+    try:
+        first = pool.submit(os.getpid).result(timeout=60)
+        deadline = time.monotonic() + 30
+        while _alive(first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(first)  # ended, and reaped: no zombie left either
+        second = pool.submit(os.getpid).result(timeout=60)
+        assert second != first
+    finally:
+        pool.shutdown()
+
+
 def test_shutdown_cancels_queued_jobs() -> None:
     pool = parse_pool(2)
     assert pool is not None
