@@ -311,7 +311,7 @@ def _response_headers(
 ) -> dict[str, str]:
     out = {k.lower(): v for k, v in (headers or {}).items()}
     if content_type is not None:
-        out["content-type"] = content_type
+        out["content-type"] = _xml_text_as_application(content_type)
     elif "content-type" not in out:
         # no label: read the document's own declaration, defaulting to UTF-8 (what
         # feedparser does for local data), not HTTP's ISO-8859-1
@@ -319,6 +319,26 @@ def _response_headers(
     location = out.get("content-location")
     out["content-location"] = urljoin(url, location) if location else url
     return out
+
+
+def _xml_text_as_application(content_type: str) -> str:
+    """``text/xml`` without a charset read as ``application/xml`` (RFC 7303, 2014).
+
+    feedparser follows RFC 3023, which that RFC replaced: a ``text/xml`` body without a
+    charset is US-ASCII whatever its XML declaration says. Servers label feeds
+    ``text/xml`` all the time, so every UTF-8 feed among them was flagged ill-formed
+    ("declared as us-ascii, but parsed as utf-8") and logged on every poll. Now the
+    document's own declaration (or BOM) decides, as for ``application/xml``.
+    """
+    media, _, params = content_type.partition(";")
+    kind = media.strip().lower()
+    is_xml_text = kind in _XML_TEXT_TYPES or (kind.startswith("text/") and kind.endswith("+xml"))
+    if not is_xml_text or _CHARSET.search(params):
+        return content_type
+    return "application/" + kind[len("text/") :] + (";" + params if params else "")
+
+
+_XML_TEXT_TYPES = frozenset({"text/xml", "text/xml-external-parsed-entity"})
 
 
 def _entry(index: int, e: dict[str, Any]) -> ParsedEntry:

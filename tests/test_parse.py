@@ -272,6 +272,27 @@ def test_mislabelled_content_type_is_not_a_bozo_reason():
     assert parsed.bozo_reason is None and len(parsed.entries) == 1
 
 
+@pytest.mark.parametrize("content_type", ["text/xml", "TEXT/XML ; format=x", "text/rss+xml"])
+def test_text_xml_without_charset_follows_the_declaration(content_type):
+    """RFC 7303: not US-ASCII (RFC 3023, which feedparser follows), so not ill-formed."""
+    title = "caf\u00e9 \u2014 na\u00efve"
+    doc = '<?xml version="1.0" encoding="{}"?><rss version="2.0"><channel><item><title>{}'
+    doc += "</title></item></channel></rss>"
+    parsed = _parse(doc.format("utf-8", title).encode(), content_type)
+    assert parsed.bozo_reason is None
+    assert parsed.entries[0].title == title
+    cyrillic = "\u0436\u0430\u0431\u0430"
+    parsed = _parse(doc.format("windows-1251", cyrillic).encode("cp1251"), content_type)
+    assert parsed.bozo_reason is None
+    assert parsed.entries[0].title == cyrillic
+
+
+def test_a_charset_given_with_text_xml_still_wins():
+    doc = _rss(item="<title>caf\xe9</title>")  # declared utf-8, really Latin-1
+    parsed = _parse(doc, "text/xml; charset=ISO-8859-1")
+    assert parsed.entries[0].title == "caf\u00e9"
+
+
 def test_leading_whitespace_before_declaration_is_tolerated():
     doc = b"\n\n  " + _rss(item="<title>caf\xc3\xa9</title>")
     parsed = _parse(doc)
