@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.model import Article, StoryDecision
-from monitor.storyindex import Doc, Nearest, Story, StoryIndex, dot_doc, exact_key
+from monitor.storyindex import Doc, Nearest, Story, StoryIndex, dot_doc, exact_key, pack
 from monitor.storyscore import DEFAULT_THRESHOLDS, Signals, Thresholds, score
 from monitor.textfeatures import (
     TextFeatures,
@@ -169,7 +169,7 @@ class Clusterer:
     @property
     def live_articles(self) -> int:
         """Articles held in memory."""
-        return len(self._index.docs)
+        return self._index.n_docs
 
     # -- decide and record --------------------------------------------------------------
 
@@ -205,15 +205,14 @@ class Clusterer:
             Doc(
                 serial=self._index.next_serial(),
                 story=self._index.story_for(story_id),
-                title=article.title,
                 terms=tuple(vector),
                 weights=array("d", list(vector.values())),  # from a list: no spare room
                 extra=tuple(t for t in features.terms if t not in vector),
                 names=tuple(sys.intern(n) for n in features.names),
-                sketch=features.sketch,
-                keys=query.keys,
+                packed=pack(article.title, features.sketch),
                 kickers=tuple((feed, k) for k in query.kickers),
             ),
+            keys=query.keys,
             published=article.published,
             feed=feed,
             numbers=features.numbers,

@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
 
-__all__ = ["Doc", "Nearest", "Story", "StoryIndex", "dot", "dot_doc", "exact_key"]
+__all__ = [
+    "Doc",
+    "Nearest",
+    "Story",
+    "StoryIndex",
+    "Tally",
+    "dot",
+    "dot_doc",
+    "exact_key",
+    "pack",
+]
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -31,23 +41,107 @@ class Doc:
     """One article in memory: only what is read after it was recorded.
 
     Tens of thousands of these live for days, so the vector is a tuple of (interned)
-    terms and an array of weights rather than a dict of float objects.
+    terms and an array of weights rather than a dict of float objects, and the shingle
+    sketch and title, rarely read, are packed in one bytes object (see :func:`pack`):
+    an array and a str of their own would take ~80 bytes more.
     """
 
     serial: int
     story: Story
-    title: str
     terms: tuple[str, ...]  # terms of its unit-length TF-IDF vector (idf as when added)
     weights: array[float]  # their weights, in the same order
     extra: tuple[str, ...]  # its other terms (weight 0: left out of the vector), usually ()
     names: tuple[str, ...]  # folded name-like phrases
-    sketch: array[int]  # shingle sketch
-    keys: tuple[bytes, ...]  # exact keys (see exact_key)
+    packed: bytes  # shingle sketch and title
     kickers: tuple[tuple[str, str], ...]  # (feed url, title kicker)
+
+    @property
+    def sketch(self) -> array[int]:
+        """The shingle sketch."""
+        packed = self.packed
+        return array("I", packed[2 : 2 + _SKETCH_ITEM * int.from_bytes(packed[:2], "little")])
+
+    @property
+    def title(self) -> str:
+        """The title, as the article had it."""
+        packed = self.packed
+        return packed[2 + _SKETCH_ITEM * int.from_bytes(packed[:2], "little") :].decode()
 
     def vector(self) -> dict[str, float]:
         """The TF-IDF vector as a dict, in the order it was built."""
         return dict(zip(self.terms, self.weights, strict=True))
+
+
+_SKETCH_ITEM = array("I").itemsize
+
+
+def pack(title: str, sketch: array[int]) -> bytes:
+    """A doc's title and shingle sketch in one bytes object: the sketch's length (2
+    bytes), the sketch, the title in UTF-8."""
+    return len(sketch).to_bytes(2, "little") + sketch.tobytes() + title.encode()
+
+
+@dataclass(eq=False, slots=True)
+class Tally:
+    """What the members of a story of two or more have in common, term by term.
+
+    Each term of the member vectors has a slot (in the order the terms first came):
+    the sum of the members' weights of the term and the members containing it are kept
+    in arrays at that slot, 9 bytes a term.  The term -> slot dict (~40 bytes a term
+    more) is only kept while the story is in use (see :meth:`StoryIndex.warm`): else
+    it is built again from the members' terms, in C, when needed.
+    """
+
+    sums: array[float]  # slot -> sum of the members' weights of the term
+    counts: array[int]  # slot -> members containing the term ("B" until 255 members)
+    extra: dict[str, int] | None  # terms in no member vector -> members containing them
+    slots: dict[str, int] | None  # term -> slot, while the story is in use
+
+    @classmethod
+    def of(cls, first: Doc) -> Tally:
+        """The tally of a story's first member (to add the second one to)."""
+        return cls(
+            array("d", first.weights),
+            array("B", [1]) * len(first.terms),
+            dict.fromkeys(first.extra, 1) if first.extra else None,
+            _slot_map(first.terms),
+        )
+
+    def slot_map(self, members: Iterable[Doc]) -> dict[str, int]:
+        """Term -> slot: the kept dict, or one built for the call."""
+        slots = self.slots
+        if slots is None:
+            return _slot_map(dict.fromkeys(chain.from_iterable(d.terms for d in members)))
+        return slots
+
+    def add(self, doc: Doc, norm2: float, members: int) -> float:
+        """Add a member to a story of ``members``, its slot dict kept; returns ``norm2``
+        (the squared norm of the sums) updated for it."""
+        slots, sums, extra = self.slots, self.sums, self.extra
+        assert slots is not None
+        if members >= 255 and self.counts.typecode == "B":
+            self.counts = array("I", self.counts)
+        counts = self.counts
+        for term, weight in zip(doc.terms, doc.weights, strict=True):
+            i = slots.get(term)
+            if i is None:
+                slots[term] = _slot(len(sums))
+                sums.append(weight)  # 0.0 + weight
+                counts.append(1 + (extra.pop(term, 0) if extra else 0))
+                norm2 += weight * weight
+            else:
+                old = sums[i]
+                sums[i] = old + weight
+                counts[i] += 1
+                norm2 += 2.0 * old * weight + weight * weight
+        for term in doc.extra:
+            i = slots.get(term)
+            if i is not None:
+                counts[i] += 1
+            else:
+                extra = self.extra = self.extra or {}
+                extra[term] = extra.get(term, 0) + 1
+        return norm2
 
 
 @dataclass(eq=False, slots=True)
@@ -55,10 +149,8 @@ class Story:
     """One story in memory, with what its members have in common.
 
     Most stories have one article: their centroid and term counts are that article's,
-    so they are only built (and kept) once a second member arrives.  Then each term of
-    the member vectors gets a slot (in the order the terms first came), and the sum of
-    its weights and the members containing it are kept in arrays at that slot: ~50
-    bytes a term instead of a float object and entries in two dicts.
+    so they are only built (and kept) once a second member arrives: the
+    :class:`Tally`.
     """
 
     id: str
@@ -67,38 +159,49 @@ class Story:
     centroid_norm2: float = 0.0
     first_published: datetime | None = None
     last_published: datetime | None = None
-    names: frozenset[str] = _EMPTY  # name-like phrases of its members
+    # name-like phrases of its members: those of its first article (the doc's own
+    # tuple, shared) until another brings more, then a frozenset
+    names: Collection[str] = _EMPTY
     entities: frozenset[str] = _EMPTY  # tracked entities its members mention
     numbers: frozenset[str] = _EMPTY
-    feeds: tuple[str, ...] = ()  # feeds of its members (few: a tuple is smaller than a set)
-    # from two members on: term of a member vector -> slot, in first-seen order ...
-    slots: dict[str, int] | None = None
-    sums: array[float] | None = None  # ... sum of the members' weights of the term
-    counts: array[int] | None = None  # ... members containing the term
-    extra_counts: dict[str, int] | None = None  # terms in no member vector -> members
+    # feeds of its members (few: a tuple is smaller than a set; one tuple for all the
+    # stories of one feed)
+    feeds: tuple[str, ...] = ()
+    tally: Tally | None = None  # from two members on
+    expiry: datetime | None = None  # its key in the index's expiry heap
+
+    def __lt__(self, other: Story) -> bool:
+        """Expiry heap order: (expiry, serial), like the (time, serial) tuples it saves."""
+        assert self.expiry is not None and other.expiry is not None
+        if self.expiry != other.expiry:
+            return self.expiry < other.expiry
+        return self.serial < other.serial
 
     def centroid(self) -> dict[str, float]:
         """Sum of the member vectors, as a fresh dict (in the order terms first came)."""
-        if self.slots is not None and self.sums is not None:
-            return dict(zip(self.slots, self.sums, strict=True))
+        tally = self.tally
+        if tally is not None:
+            return dict(zip(tally.slot_map(self.members), tally.sums, strict=True))
         return self.members[0].vector() if self.members else {}
 
     def dot_centroid(self, vector: dict[str, float]) -> float:
         """``dot(vector, self.centroid())``, summed in the same order (so to the last bit)
         without building the centroid."""
-        slots, sums = self.slots, self.sums
-        if slots is None or sums is None:
+        tally = self.tally
+        if tally is None:
             return dot_doc(vector, self.members[0]) if self.members else dot(vector, {})
-        if len(vector) > len(slots):
+        slots, sums = tally.slot_map(self.members), tally.sums
+        if len(vector) > len(sums):
             return sum(w * vector.get(t, 0.0) for t, w in zip(slots, sums, strict=True))
         get = slots.get
         return sum(w * (sums[i] if (i := get(t)) is not None else 0.0) for t, w in vector.items())
 
     def term_set(self) -> Container[str]:
-        """The terms of its members (the story's own slots when it has them)."""
-        slots = self.slots
-        if slots is not None:
-            return slots if not self.extra_counts else slots.keys() | self.extra_counts.keys()
+        """The terms of its members (the tally's slots when it has one)."""
+        tally = self.tally
+        if tally is not None:
+            slots, extra = tally.slot_map(self.members), tally.extra
+            return slots if not extra else slots.keys() | extra.keys()
         if not self.members:
             return _EMPTY
         doc = self.members[0]
@@ -106,19 +209,22 @@ class Story:
 
     def term_counts(self, terms: Iterable[str]) -> dict[str, int]:
         """Members containing each of ``terms`` (0 for none)."""
-        slots, counts, extra = self.slots, self.counts, self.extra_counts or {}
-        if slots is None or counts is None:
+        tally = self.tally
+        if tally is None:
             if not self.members:
                 return dict.fromkeys(terms, 0)
             doc = self.members[0]
             present = set(chain(doc.terms, doc.extra))
             return {t: 1 if t in present else 0 for t in terms}
+        slots, counts, extra = tally.slot_map(self.members), tally.counts, tally.extra or {}
         return {t: counts[i] if (i := slots.get(t)) is not None else extra.get(t, 0) for t in terms}
 
     def terms(self) -> dict[str, int]:
         """Term -> members containing it (a fresh dict)."""
-        if self.slots is not None and self.counts is not None:
-            return dict(zip(self.slots, self.counts, strict=True)) | (self.extra_counts or {})
+        tally = self.tally
+        if tally is not None:
+            slots = tally.slot_map(self.members)
+            return dict(zip(slots, tally.counts, strict=True)) | (tally.extra or {})
         if not self.members:
             return {}
         doc = self.members[0]
@@ -155,26 +261,46 @@ class StoryIndex:
         self.name_df: Counter[str] = Counter()  # name-like phrase -> articles
         self.kickers: Counter[tuple[str, str]] = Counter()  # (feed, title kicker) -> articles
         self.stories: dict[str, Story] = {}
-        self.docs: dict[int, Doc] = {}
         self._serial = 0
+        # the docs by serial less _base (None: evicted, or a story's serial): a list
+        # takes 8 bytes a serial, a dict ~50 a doc
+        self._docs: list[Doc | None] = []
+        self._base = 0  # serial of the oldest doc in memory at the last sweep
         # term -> postings of the docs whose vector has it, oldest first, each one integer:
-        # the doc's serial and where the term is in the doc's vector (see _posting), so
-        # 8 bytes a posting, the weight being read from the doc when it is scanned
+        # the doc's serial less _base and where the term is in the doc's vector, so 4
+        # bytes a posting, the weight being read from the doc when it is scanned
         self._postings: dict[str, array[int]] = {}
-        self._keys: dict[bytes, int] = {}  # exact key -> doc serial
-        self._expiry: list[tuple[datetime, int, str]] = []  # heap: (last published, serial, id)
+        # exact key (see _key) -> serial of the newest doc with it, or of an evicted one:
+        # a doc does not keep its keys, they are dropped a while after it (_drop_keys)
+        self._keys: dict[int, int] = {}
+        self._evicted_since_keys = 0
+        # heap of the stories, by when they were last published as of their push (a
+        # story published since is pushed again when it comes up): one entry a story
+        self._expiry: list[Story] = []
+        self._warm: dict[Story, None] = {}  # stories whose tally is kept, least recent first
+        self._feeds: dict[str, tuple[str]] = {}  # feed -> (feed,): shared by its stories
         self._high_water: datetime | None = None
         self._evicted_since_sweep = 0
 
     # -- reading ------------------------------------------------------------------------
+
+    @property
+    def docs(self) -> dict[int, Doc]:
+        """The articles in memory by serial (a fresh dict)."""
+        return {doc.serial: doc for doc in self._docs if doc is not None}
+
+    def doc(self, serial: int) -> Doc | None:
+        """The article ``serial`` if it is in memory."""
+        at = serial - self._base
+        return self._docs[at] if 0 <= at < len(self._docs) else None
 
     def idf(self, term: str, df: Counter[str] | None = None) -> float:
         counts = self.df if df is None else df
         return math.log((self.n_docs + self.idf_prior) / (counts[term] + 1.0))
 
     def key_story(self, key: bytes) -> Story | None:
-        serial = self._keys.get(key)
-        doc = self.docs.get(serial) if serial is not None else None
+        serial = self._keys.get(_key(key))
+        doc = self.doc(serial) if serial is not None else None
         return doc.story if doc is not None else None
 
     def joinable(self, story: Story, published: datetime) -> bool:
@@ -207,10 +333,10 @@ class StoryIndex:
         """
         partial: dict[int, float] = {}
         for key in keys:
-            serial = self._keys.get(key)
-            if serial is not None:
+            serial = self._keys.get(_key(key))
+            if serial is not None and self.doc(serial) is not None:
                 partial[serial] = partial.get(serial, 0.0) + 10.0  # always scored
-        doc_of, so_far = self.docs.get, partial.get  # bound once: the loop below is hot
+        docs, so_far = self._docs, partial.get  # bound once: the loop below is hot
         bits, far = _POSITION_BITS, _FAR
         indexed = [term for term in vector if self.df[term] > 0]
         for term in sorted(indexed, key=lambda t: (self.df[t], t))[:query_terms]:
@@ -220,24 +346,51 @@ class StoryIndex:
                 continue
             newest = postings[max(len(postings) - postings_scan, 0) :]
             for posting in reversed(newest):  # newest first
-                serial = posting >> bits
-                doc = doc_of(serial)
+                doc = docs[posting >> bits]
                 if doc is not None:
                     at = posting & far
                     if at == far:
                         at = doc.terms.index(term)
+                    serial = doc.serial
                     partial[serial] = so_far(serial, 0.0) + weight * doc.weights[at]
-        top = heapq.nsmallest(max_candidates, partial.items(), key=lambda i: (-i[1], i[0]))
+        top = _best(partial, max_candidates)
         best: dict[str, Nearest] = {}
         for serial, _ in top:
-            doc = self.docs[serial]
+            doc = docs[serial - self._base]
+            assert doc is not None
             if not self.joinable(doc.story, published):
                 continue
+            self.warm(doc.story)  # it is about to be compared with the query
             cosine = dot_doc(vector, doc)
             seen = best.get(doc.story.id)
             if seen is None or cosine > seen.cosine:
                 best[doc.story.id] = Nearest(doc.story, doc, cosine)
         return sorted(best.values(), key=lambda n: n.story.serial)
+
+    def warm(self, story: Story) -> None:
+        """Keep the story's term -> slot dict while it is among the recently used stories.
+
+        A story being joined or compared with is usually used again soon (by the next
+        articles about it), most others never again.
+        """
+        tally = story.tally
+        if tally is None:
+            return
+        if tally.slots is not None:
+            del self._warm[story]  # to the end again
+        else:
+            tally.slots = tally.slot_map(story.members)
+        self._remember(story)
+
+    def _remember(self, story: Story) -> None:
+        """Add the story (its slot dict kept) as the most recently used one."""
+        warm = self._warm
+        if len(warm) >= _WARM_STORIES:
+            coldest = next(iter(warm))
+            del warm[coldest]
+            assert coldest.tally is not None
+            coldest.tally.slots = None
+        warm[story] = None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -258,6 +411,7 @@ class StoryIndex:
         self,
         doc: Doc,
         *,
+        keys: Iterable[bytes],
         published: datetime,
         feed: str,
         numbers: Collection[str],
@@ -266,20 +420,27 @@ class StoryIndex:
         """Record ``doc`` (built with :meth:`story_for` and :meth:`next_serial`).
 
         What only its story needs (when it was published, its feed, numbers, entities)
-        is passed along instead of being kept in the doc.
+        and its exact keys are passed along instead of being kept in the doc.
         """
         self.advance(published)
-        self.docs[doc.serial] = doc
+        docs, slot = self._docs, doc.serial - self._base
+        if slot > len(docs):  # story serials came in between
+            docs.extend([None] * (slot - len(docs)))
+        docs.append(doc)
         self._attach(doc.story, doc, published, feed, numbers, entities)
-        for key in doc.keys:
-            self._keys[key] = doc.serial
+        for key in keys:
+            self._keys[_key(key)] = doc.serial
         for at, term in enumerate(doc.terms):
-            posting = _posting(doc.serial, at)
+            posting = (doc.serial - self._base) << _POSITION_BITS | min(at, _FAR)
             postings = self._postings.get(term)
             if postings is None:
-                self._postings[term] = array("Q", (posting,))
+                self._postings[term] = _postings([posting])
             else:
-                postings.append(posting)
+                try:
+                    postings.append(posting)
+                except OverflowError:  # a serial far from the base: 8 bytes a posting
+                    self._postings[term] = postings = array("Q", postings)
+                    postings.append(posting)
         self.n_docs += 1
         self.df.update(doc.terms)
         self.df.update(doc.extra)
@@ -292,13 +453,18 @@ class StoryIndex:
             return
         self._high_water = published
         horizon = published - self.window - self.slack
-        while self._expiry and self._expiry[0][0] < horizon:
-            last, _serial, story_id = heapq.heappop(self._expiry)
-            story = self.stories.get(story_id)
-            if story is not None and story.last_published == last:  # else superseded
+        expiry = self._expiry
+        while expiry and (story := expiry[0]).expiry is not None and story.expiry < horizon:
+            if story.last_published == story.expiry:
+                heapq.heappop(expiry)
                 self._evict(story)
-        if self._evicted_since_sweep > max(len(self.docs), 1000):
+            else:  # published since it was pushed: its place is further down
+                story.expiry = story.last_published
+                heapq.heapreplace(expiry, story)
+        if self._evicted_since_sweep > max(self.n_docs, 1000):
             self._sweep()
+        if self._evicted_since_keys > max(self.n_docs // 8, 100):
+            self._drop_keys()
 
     def _attach(
         self,
@@ -309,94 +475,117 @@ class StoryIndex:
         numbers: Collection[str],
         entities: Collection[str],
     ) -> None:
-        story.members.append(doc)
-        if len(story.members) == 1:  # its centroid and counts are the doc's: nothing kept
+        if not story.members:  # its centroid and counts are the doc's: nothing kept
             for weight in doc.weights:
                 story.centroid_norm2 += weight * weight
         else:
-            if len(story.members) == 2:
-                first = story.members[0]
-                story.slots = {t: _slot(i) for i, t in enumerate(first.terms)}
-                story.sums = array("d", first.weights)
-                story.counts = array("I", [1]) * len(first.terms)
-                story.extra_counts = dict.fromkeys(first.extra, 1) if first.extra else None
-            self._add_terms(story, doc)
+            tally = story.tally
+            if tally is None:
+                tally = story.tally = Tally.of(story.members[0])
+                self._remember(story)
+            else:
+                self.warm(story)
+            story.centroid_norm2 = tally.add(doc, story.centroid_norm2, len(story.members))
+        story.members.append(doc)
         if doc.names:
-            story.names = story.names | frozenset(doc.names)
+            names = story.names
+            if not names:
+                story.names = doc.names
+            elif any(name not in names for name in doc.names):
+                story.names = frozenset(names).union(doc.names)
         if entities:
             story.entities = story.entities | frozenset(entities)
         if numbers:
             story.numbers = story.numbers | frozenset(numbers)
-        if feed not in story.feeds:
+        if not story.feeds:
+            story.feeds = self._feeds.setdefault(feed, (feed,))
+        elif feed not in story.feeds:
             story.feeds = (*story.feeds, feed)
         if story.first_published is None or published < story.first_published:
             story.first_published = published
         if story.last_published is None or published > story.last_published:
             story.last_published = published
-            heapq.heappush(self._expiry, (published, story.serial, story.id))
-
-    @staticmethod
-    def _add_terms(story: Story, doc: Doc) -> None:
-        """Add a member's weights and terms to the story's slots (two members or more)."""
-        slots, sums, counts = story.slots, story.sums, story.counts
-        assert slots is not None and sums is not None and counts is not None
-        extra = story.extra_counts
-        for term, weight in zip(doc.terms, doc.weights, strict=True):
-            i = slots.get(term)
-            if i is None:
-                slots[term] = _slot(len(sums))
-                sums.append(weight)  # 0.0 + weight
-                counts.append(1 + (extra.pop(term, 0) if extra else 0))
-                story.centroid_norm2 += weight * weight
-            else:
-                old = sums[i]
-                sums[i] = old + weight
-                counts[i] += 1
-                story.centroid_norm2 += 2.0 * old * weight + weight * weight
-        for term in doc.extra:
-            i = slots.get(term)
-            if i is not None:
-                counts[i] += 1
-            else:
-                extra = story.extra_counts = story.extra_counts or {}
-                extra[term] = extra.get(term, 0) + 1
+            if story.expiry is None:
+                story.expiry = published
+                heapq.heappush(self._expiry, story)
 
     def _evict(self, story: Story) -> None:
         del self.stories[story.id]
+        if story.tally is not None and story.tally.slots is not None:
+            del self._warm[story]
         for doc in story.members:
-            del self.docs[doc.serial]
-            for key in doc.keys:
-                if self._keys.get(key) == doc.serial:
-                    del self._keys[key]
+            self._docs[doc.serial - self._base] = None
             self.df.subtract(doc.terms)
             self.df.subtract(doc.extra)
             self.name_df.subtract(doc.names)
             self.kickers.subtract(doc.kickers)
             self.n_docs -= 1
         self._evicted_since_sweep += len(story.members)
+        self._evicted_since_keys += len(story.members)
+        # a story and its docs refer to each other: without this they would wait, with
+        # their arrays and texts, for the next full collection (seconds to minutes of a
+        # daemon's memory); now reference counting frees them at once
+        story.members.clear()
 
     def _sweep(self) -> None:
         """Drop postings of evicted articles, and counts that fell to zero."""
         self.df = +self.df  # unary plus keeps the positive counts only
         self.name_df = +self.name_df
         self.kickers = +self.kickers
-        live = self.docs
+        docs = self._docs
+        oldest = next((at for at, doc in enumerate(docs) if doc is not None), len(docs))
+        shift = oldest << _POSITION_BITS  # the oldest doc in memory is the new base
         for term, postings in list(self._postings.items()):
-            kept = array("Q", (p for p in postings if p >> _POSITION_BITS in live))
+            kept = [p - shift for p in postings if docs[p >> _POSITION_BITS] is not None]
             if kept:
-                self._postings[term] = kept
+                self._postings[term] = _postings(kept)
             else:
                 del self._postings[term]
+        del docs[:oldest]
+        self._base += oldest
         self._evicted_since_sweep = 0
+        self._drop_keys()
+
+    def _drop_keys(self) -> None:
+        """Drop the exact keys of evicted articles (until then, lookups skip them)."""
+        docs, base = self._docs, self._base
+        self._keys = {
+            key: serial
+            for key, serial in self._keys.items()
+            if 0 <= serial - base < len(docs) and docs[serial - base] is not None
+        }
+        self._evicted_since_keys = 0
 
 
-_POSITION_BITS = 16
+_POSITION_BITS = 8
 _FAR = (1 << _POSITION_BITS) - 1  # a term this far into a vector: look its position up
 
 
-def _posting(serial: int, at: int) -> int:
-    """One posting: the doc's serial and the term's position in the doc's vector."""
-    return serial << _POSITION_BITS | min(at, _FAR)
+def _postings(values: list[int]) -> array[int]:
+    """Postings in 4 bytes each, or 8 if one needs it (the serials in memory span more
+    than 2**24 since the last sweep: not with the articles of a few days)."""
+    try:
+        return array("I", values)
+    except OverflowError:
+        return array("Q", values)
+
+
+def _best(partial: dict[int, float], n: int) -> list[tuple[int, float]]:
+    """The ``n`` best (serial, score) by score, then serial: ``heapq.nsmallest(n, items,
+    key=lambda i: (-i[1], i[0]))`` with the scores ranked in C first, the key function
+    running only on those that can make it (not on each of hundreds)."""
+    if n <= 0:
+        return []
+    items: Iterable[tuple[int, float]] = partial.items()
+    if len(partial) > n:
+        cut = sorted(partial.values(), reverse=True)[n - 1]
+        items = [i for i in items if i[1] >= cut]
+    return sorted(items, key=lambda i: (-i[1], i[0]))[:n]
+
+
+def _key(key: bytes) -> int:
+    """An exact key as the index keeps it: an int of 48 bytes, a bytes object takes 64."""
+    return int.from_bytes(key)
 
 
 # Shared int objects for slot numbers (Python caches only those up to 256): a big story
@@ -406,6 +595,18 @@ _SLOTS = tuple(range(4096))
 
 def _slot(i: int) -> int:
     return _SLOTS[i] if i < len(_SLOTS) else i
+
+
+def _slot_map(terms: Collection[str]) -> dict[str, int]:
+    """Term -> slot for a story's slot terms."""
+    n = len(terms)
+    slots = _SLOTS if n <= len(_SLOTS) else chain(_SLOTS, range(len(_SLOTS), n))
+    return dict(zip(terms, slots, strict=False))  # as many as there are terms
+
+
+# Stories whose term -> slot dict is kept (see StoryIndex.warm): a tick's articles are
+# compared with a few hundred stories at most.
+_WARM_STORIES = 256
 
 
 def exact_key(kind: str, value: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import random
 from array import array
@@ -14,7 +15,7 @@ import pytest
 from monitor import storyindex
 from monitor.cluster import Clusterer
 from monitor.model import Article, StoryDecision
-from monitor.storyindex import Doc, Story, dot, dot_doc, exact_key
+from monitor.storyindex import Doc, Story, dot, dot_doc, exact_key, pack
 from monitor.storyscore import Thresholds
 from monitor.textfeatures import prepare
 from tests.test_cluster import CRASH, MUTINY, article, background, ids
@@ -84,11 +85,10 @@ def test_a_story_of_one_article_keeps_no_centroid_of_its_own() -> None:
     placed = decisions([*background(), *MUTINY], clusterer)
     index = clusterer._index
     single = index.stories[placed[0].story_id or ""]
-    assert len(single.members) == 1 and single.slots is None and single.sums is None
-    assert single.counts is None and single.extra_counts is None
+    assert len(single.members) == 1 and single.tally is None
     assert single.centroid() == single.members[0].vector()
     joined = index.stories[placed[-1].story_id or ""]
-    assert len(joined.members) == 3 and joined.slots is not None
+    assert len(joined.members) == 3 and joined.tally is not None
     total: dict[str, float] = {}
     for member in joined.members:
         for term, weight in member.vector().items():
@@ -116,16 +116,20 @@ def test_postings_follow_the_articles_through_eviction_and_sweeps() -> None:
     decisions(items, clusterer)
     index = clusterer._index
     assert 0 < len(index.docs) < 200  # most were evicted, and swept along the way
+    assert index._base > 0  # rebased at the sweeps
+    bits, far = storyindex._POSITION_BITS, storyindex._FAR
     live_postings = 0
     for term, postings in index._postings.items():
-        assert postings.itemsize == 8  # one integer: the weight is read from the doc
+        assert postings.itemsize == 4  # one integer: the weight is read from the doc
         assert list(postings) == sorted(postings)  # oldest first
         for posting in postings:
-            doc = index.docs.get(posting >> 16)
+            doc = index.docs.get((posting >> bits) + index._base)
             if doc is not None:
                 live_postings += 1
-                assert doc.terms[posting & 0xFFFF] == term
+                assert doc.terms[posting & far] == term
     assert live_postings == sum(len(d.terms) for d in index.docs.values())
+    stale = [serial for serial in index._keys.values() if serial not in index.docs]
+    assert len(stale) <= 2 * 100  # evicted articles' keys go a while after them
     assert sum(index.df.values()) == sum(len(d.terms) + len(d.extra) for d in index.docs.values())
 
 
@@ -135,7 +139,7 @@ def test_dot_with_a_doc_sums_exactly_as_with_dicts() -> None:
     for _ in range(200):
         terms = rng.sample([f"t{i}" for i in range(40)], rng.randint(1, 20))
         weights = [rng.random() for _ in terms]
-        doc = Doc(1, story, "", tuple(terms), array("d", weights), (), (), array("I"), (), ())
+        doc = Doc(1, story, tuple(terms), array("d", weights), (), (), pack("", array("I")), ())
         other = {f"t{i}": rng.random() for i in rng.sample(range(40), rng.randint(1, 20))}
         assert dot_doc(other, doc) == dot(other, doc.vector())
         assert dot_doc(other, doc, doc_first=True) == dot(doc.vector(), other)
@@ -191,3 +195,67 @@ def test_exact_keys_are_short_and_keep_url_and_hash_apart() -> None:
     url, digest = exact_key("url", "x"), exact_key("hash", "x")
     assert len(url) == len(digest) == 16 and url != digest
     assert exact_key("url", "x") == url
+
+
+def test_the_best_candidates_are_those_of_nsmallest_also_with_ties() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        partial = {
+            rng.randrange(10_000): rng.choice([0.5, 1.0, 10.0, rng.random()])
+            for _ in range(rng.randint(0, 60))
+        }
+        for n in (0, 1, 5, 24, 100):
+            want = heapq.nsmallest(n, partial.items(), key=lambda i: (-i[1], i[0]))
+            assert storyindex._best(partial, n) == want
+
+
+def test_stories_added_up_again_from_their_members_decide_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = decisions(news(), Clusterer())
+    monkeypatch.setattr(storyindex, "_WARM_STORIES", 1)  # slot dicts built again and again
+    clusterer = Clusterer()
+    assert decisions(news(), clusterer) == expected
+    assert (
+        sum(
+            s.tally is not None and s.tally.slots is not None
+            for s in clusterer._index.stories.values()
+        )
+        <= 1
+    )
+
+
+def test_a_story_of_hundreds_of_members_counts_past_one_byte() -> None:
+    first = Doc(
+        serial=1,
+        story=Story(id="s", serial=0),
+        terms=("strike", "port"),
+        weights=array("d", [0.8, 0.6]),
+        extra=("says",),
+        names=(),
+        packed=pack("Port strike", array("I")),
+        kickers=(),
+    )
+    tally = storyindex.Tally.of(first)
+    norm2 = 1.0
+    for members in range(1, 300):
+        norm2 = tally.add(first, norm2, members)
+    assert list(tally.counts) == [300, 300]  # counts held in a byte until 255 members
+    assert tally.extra == {"says": 300}
+    assert tally.sums[0] == sum([0.8] * 300)
+
+
+def test_an_evicted_story_lets_go_of_its_articles() -> None:
+    """A story and its docs refer to each other: the story's side is cut at eviction,
+    so reference counting frees them at once instead of the next full collection."""
+    clusterer = Clusterer(window=timedelta(hours=2))
+    new_id = ids()
+    text = ("Port strike halts shipping", "Dockers walk out at the three largest ports")
+    clusterer.place(article(*text), (), new_id)
+    copy = article(*text, feed="https://other.example/rss", at=timedelta(minutes=5))
+    clusterer.place(copy, (), new_id)
+    (story,) = clusterer._index.stories.values()
+    assert len(story.members) == 2
+    clusterer.place(article("Budget passes", "Parliament votes", at=timedelta(days=2)), (), new_id)
+    assert story.id not in clusterer._index.stories
+    assert story.members == []
