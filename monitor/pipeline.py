@@ -218,12 +218,14 @@ async def _process(
         "fetched": now,
         "max_bytes": engine.config.settings.max_feed_bytes,  # bounds unlabelled gzip too
     }
-    # imported by the first body to parse: a cycle of 304s does not load the parsers
-    from monitor.normalize import process_document
+    # imported by the first body to parse: a cycle of 304s does not load the parsers, and
+    # with a pool only the workers load them
+    if engine.executor is None:
+        from monitor.normalize import process_document
+
+        return process_document(feed_url, fetched.content, **kwargs)
     from monitor.parsejob import parse_with_limit  # the pool's job: a lean module
 
-    if engine.executor is None:
-        return process_document(feed_url, fetched.content, **kwargs)
     limit = PARSE_TIMEOUT_FACTOR * engine.config.settings.timeout.total_seconds()
     job = functools.partial(parse_with_limit, limit, feed_url, fetched.content, kwargs)
     return await asyncio.get_running_loop().run_in_executor(engine.executor, job)
