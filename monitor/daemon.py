@@ -27,6 +27,7 @@ from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.health import HealthServer
+from monitor.heap import fix_mmap_threshold
 from monitor.pipeline import Engine, run_cycle, utcnow
 from monitor.workers import parse_pool
 from storage.engine import error_line
@@ -57,6 +58,7 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+    fix_mmap_threshold()
 
 
 def build_engine(cfg: Config, store: Store, executor: Executor | None) -> Engine:

@@ -9,6 +9,7 @@ worker); a worker imports only parsing and normalising, at its first job.
 from __future__ import annotations
 
 import faulthandler
+import os
 import pickle
 import signal
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor.errors import ParseError
-from monitor.heap import release_free_memory
+from monitor.heap import fix_mmap_threshold, release_free_memory
 
 if TYPE_CHECKING:
     from monitor.normalize import ProcessedFeed
@@ -26,7 +27,11 @@ __all__ = ["parse_with_limit", "run_limited", "serve"]
 T = TypeVar("T")
 
 HARD_LIMIT_FACTOR = 1.5  # x the job's limit: a worker still busy then is ended
-BIG_ANSWER = 64 * 1024  # bytes: after sending one, the worker's free heap goes back
+BIG_ANSWER = 64 * 1024  # bytes: after making one, the worker's free heap goes back
+# resident bytes past which a worker retires after its answer (the pool starts a fresh one):
+# about twice what one holds after the corpus's biggest documents
+MAX_WORKER_RSS = 48 * 2**20
+KEEP, RETIRE = b"K", b"R"  # the byte before each answer: does the worker go on
 
 
 def parse_with_limit(
@@ -69,6 +74,7 @@ def serve() -> None:
     the pipe whose number is ``sys.argv[1]``; return at end-of-file (the pool closed it,
     or the daemon died)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    fix_mmap_threshold()  # documents and answers of 128 KiB and more leave no holes
     jobs = sys.stdin.buffer
     with open(int(sys.argv[1]), "wb") as answers:
         while True:
@@ -76,12 +82,40 @@ def serve() -> None:
                 answer = _run(pickle.load(jobs))
             except EOFError:
                 return
+            # the job and its result are garbage now
+            if len(answer) >= BIG_ANSWER:  # parsing it grew the heap: do not keep that
+                release_free_memory()
+            retire = _past_cap(len(answer))
+            answers.write(RETIRE if retire else KEEP)
             answers.write(answer)
             answers.flush()
-            size = len(answer)
-            del answer  # with the job and its result: all of it is garbage now
-            if size >= BIG_ANSWER:  # parsing it grew the heap: do not keep that
-                release_free_memory()
+            if retire:
+                return
+
+
+def _past_cap(answer_size: int) -> bool:
+    """Whether this worker, its answer aside, holds more than ``MAX_WORKER_RSS`` even
+    with its free heap given back."""
+    if resident_bytes() - answer_size <= MAX_WORKER_RSS:
+        return False
+    release_free_memory()
+    return resident_bytes() - answer_size > MAX_WORKER_RSS
+
+
+def resident_bytes() -> int:
+    """This process's resident size (0 where /proc is missing: never retire).
+
+    A worker settles at ~25 MB, but a big document leaves its heap fragmented: the
+    parser's few long-lived objects (caches, interned names) pin pages that are
+    otherwise free, and a 10 MB feed left one at 51 MB, for as long as it lived. A
+    fresh worker costs ~0.07 s of CPU, so one past ``MAX_WORKER_RSS`` is replaced, as
+    Celery's ``worker_max_memory_per_child`` does.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _run(job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> bytes:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
 
 from monitor.errors import ParseError
+from monitor.parsejob import KEEP, RETIRE
 
 __all__ = ["ParsePool", "WorkerDied", "parse_pool"]
 
@@ -153,10 +154,18 @@ class _Worker:
             process.stdin.write(request)
             process.stdin.flush()
             del request
+            state = answers.read(1)
+            if not state:
+                raise EOFError("the worker exited")
+            if state not in (KEEP, RETIRE):
+                raise ValueError(f"an answer began with {state!r}")
             ok, value = pickle.load(answers)
         except Exception as exc:  # noqa: BLE001 - gone, or out of step: restart it
             future.set_exception(self._lost(exc))
             return
+        if state == RETIRE:  # it answered and exits: the next job starts a fresh one
+            log.debug("parse_worker_retired pid=%d (resident size past its cap)", process.pid)
+            self.close()
         if ok:
             future.set_result(value)
         else:

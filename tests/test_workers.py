@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import pytest
 
 from monitor.errors import ParseError
 from monitor.normalize import process_document
-from monitor.parsejob import parse_with_limit, run_limited
-from monitor.workers import ParsePool, WorkerDied, parse_pool
+from monitor.parsejob import KEEP, MAX_WORKER_RSS, RETIRE, parse_with_limit, run_limited
+from monitor.workers import ParsePool, WorkerDied, _start_worker, parse_pool
+from tests import workerjobs
 
 DATA = Path(__file__).parent / "data"
 
@@ -226,3 +228,73 @@ def test_workers_do_not_run_the_parent_main_script(tmp_path: Path) -> None:
     modules = set(json.loads(done.stdout))
     assert "monitor.parsejob" in modules
     assert "sqlalchemy" not in modules  # the script was not run again in the worker
+
+
+BIG_MIB = 80  # held by a worker: well past its cap (a fresh worker holds ~12 MiB)
+
+
+def test_a_worker_left_big_answers_its_job_then_a_fresh_one_takes_the_next() -> None:
+    assert BIG_MIB * 2**20 > MAX_WORKER_RSS
+    pool = ParsePool(1)  # one worker: every job goes to it, or to its successor
+    try:
+        first = pool.submit(os.getpid).result(timeout=60)
+        assert pool.submit(os.getpid).result(timeout=60) == first  # small: kept
+        # a big job whose memory went back when it was done: still small, still kept
+        assert pool.submit(workerjobs.use_memory, BIG_MIB).result(timeout=60) == first
+        assert pool.submit(os.getpid).result(timeout=60) == first
+        # a job that leaves the worker past its cap is answered as usual...
+        assert pool.submit(workerjobs.hold_memory, BIG_MIB).result(timeout=60) == first
+        assert not _alive(first)  # ...by a worker that then exited, and was reaped
+        second = pool.submit(os.getpid).result(timeout=60)
+        assert second != first  # the next job started a fresh worker
+        assert pool.submit(os.getpid).result(timeout=60) == second  # which is kept
+        with pytest.raises(ValueError, match="invalid literal"):
+            pool.submit(int, "x").result(timeout=60)
+        assert pool.submit(os.getpid).result(timeout=60) == second
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_prefixes_each_answer_with_whether_it_goes_on() -> None:
+    process, answers = _start_worker()
+    assert process.stdin is not None
+    try:
+        process.stdin.write(pickle.dumps((os.getpid, (), {})))
+        process.stdin.flush()
+        assert answers.read(1) == KEEP
+        assert pickle.load(answers) == (True, process.pid)
+        process.stdin.write(pickle.dumps((int, ("x",), {})))
+        process.stdin.flush()
+        assert answers.read(1) == KEEP  # a job's error is an answer like any other
+        ok, error = pickle.load(answers)
+        assert ok is False
+        assert isinstance(error, ValueError)
+        process.stdin.write(pickle.dumps((workerjobs.hold_memory, (BIG_MIB,), {})))
+        process.stdin.flush()
+        assert answers.read(1) == RETIRE
+        assert pickle.load(answers) == (True, process.pid)
+        assert answers.read() == b""  # nothing after its last answer: it returned
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.stdin.close()
+        answers.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def test_a_worker_exits_cleanly_at_the_end_of_its_jobs() -> None:
+    process, answers = _start_worker()
+    assert process.stdin is not None
+    try:
+        process.stdin.write(pickle.dumps((sum, ([1, 2, 3],), {})))
+        process.stdin.close()  # the pool closed it, or the daemon died
+        assert answers.read(1) == KEEP
+        assert pickle.load(answers) == (True, 6)
+        assert answers.read() == b""
+        assert process.wait(timeout=30) == 0
+    finally:
+        answers.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
