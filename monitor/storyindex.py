@@ -15,6 +15,7 @@ import hashlib
 import heapq
 import math
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, field
@@ -270,9 +271,13 @@ class StoryIndex:
         # the doc's serial less _base and where the term is in the doc's vector, so 4
         # bytes a posting, the weight being read from the doc when it is scanned
         self._postings: dict[str, array[int]] = {}
-        # exact key (see _key) -> serial of the newest doc with it, or of an evicted one:
-        # a doc does not keep its keys, they are dropped a while after it (_drop_keys)
+        # exact key (see _key) -> serial of the newest doc with it, or of an evicted one
+        # (a doc does not keep its keys: they are dropped a while after it): the keys added
+        # lately in a dict, folded now and then into two sorted arrays, 16 bytes a key
+        # (the dict takes ~90: a hundred thousand keys in a few days' window)
         self._keys: dict[int, int] = {}
+        self._key_hashes: array[int] = array("Q")
+        self._key_serials: array[int] = array("Q")
         self._evicted_since_keys = 0
         # heap of the stories, by when they were last published as of their push (a
         # story published since is pushed again when it comes up): one entry a story
@@ -299,9 +304,19 @@ class StoryIndex:
         return math.log((self.n_docs + self.idf_prior) / (counts[term] + 1.0))
 
     def key_story(self, key: bytes) -> Story | None:
-        serial = self._keys.get(_key(key))
+        serial = self._key_serial(_key(key))
         doc = self.doc(serial) if serial is not None else None
         return doc.story if doc is not None else None
+
+    def _key_serial(self, key: int) -> int | None:
+        """The serial the exact key maps to, if any (its doc may be evicted)."""
+        serial = self._keys.get(key)
+        if serial is None:  # not lately: in the arrays?
+            hashes = self._key_hashes
+            at = bisect_left(hashes, key)
+            if at < len(hashes) and hashes[at] == key:
+                serial = self._key_serials[at]
+        return serial
 
     def joinable(self, story: Story, published: datetime) -> bool:
         """Whether the story's nearest ``published`` is within the window of ``published``.
@@ -333,7 +348,7 @@ class StoryIndex:
         """
         partial: dict[int, float] = {}
         for key in keys:
-            serial = self._keys.get(_key(key))
+            serial = self._key_serial(_key(key))
             if serial is not None and self.doc(serial) is not None:
                 partial[serial] = partial.get(serial, 0.0) + 10.0  # always scored
         docs, so_far = self._docs, partial.get  # bound once: the loop below is hot
@@ -430,6 +445,8 @@ class StoryIndex:
         self._attach(doc.story, doc, published, feed, numbers, entities)
         for key in keys:
             self._keys[_key(key)] = doc.serial
+        if len(self._keys) > max(_RECENT_KEYS, len(self._key_hashes) >> 2):
+            self._merge_keys()
         for at, term in enumerate(doc.terms):
             posting = (doc.serial - self._base) << _POSITION_BITS | min(at, _FAR)
             postings = self._postings.get(term)
@@ -464,7 +481,7 @@ class StoryIndex:
         if self._evicted_since_sweep > max(self.n_docs, 1000):
             self._sweep()
         if self._evicted_since_keys > max(self.n_docs // 8, 100):
-            self._drop_keys()
+            self._merge_keys()
 
     def _attach(
         self,
@@ -544,16 +561,33 @@ class StoryIndex:
         del docs[:oldest]
         self._base += oldest
         self._evicted_since_sweep = 0
-        self._drop_keys()
+        self._merge_keys()
 
-    def _drop_keys(self) -> None:
-        """Drop the exact keys of evicted articles (until then, lookups skip them)."""
+    def _merge_keys(self) -> None:
+        """Fold the recent exact keys into the sorted arrays, dropping the keys of evicted
+        articles (until then, lookups skip them).
+
+        One pass over both, in key order, a recent key replacing an older one: the
+        arrays are rebuilt without the transient dict or tuples a sort of all the keys
+        would make.
+        """
         docs, base = self._docs, self._base
-        self._keys = {
-            key: serial
-            for key, serial in self._keys.items()
-            if 0 <= serial - base < len(docs) and docs[serial - base] is not None
-        }
+        end = base + len(docs)
+        hashes, serials = self._key_hashes, self._key_serials
+        kept_hashes, kept_serials = array("Q"), array("Q")
+        add_hash, add_serial = kept_hashes.append, kept_serials.append
+        at, n = 0, len(hashes)
+        for key, serial in chain(sorted(self._keys.items()), [(_NO_KEY, -1)]):
+            while at < n and (old := hashes[at]) <= key:
+                if old != key and base <= (s := serials[at]) < end and docs[s - base] is not None:
+                    add_hash(old)
+                    add_serial(s)
+                at += 1
+            if base <= serial < end and docs[serial - base] is not None:
+                add_hash(key)
+                add_serial(serial)
+        self._key_hashes, self._key_serials = kept_hashes, kept_serials
+        self._keys = {}
         self._evicted_since_keys = 0
 
 
@@ -584,8 +618,14 @@ def _best(partial: dict[int, float], n: int) -> list[tuple[int, float]]:
 
 
 def _key(key: bytes) -> int:
-    """An exact key as the index keeps it: an int of 48 bytes, a bytes object takes 64."""
-    return int.from_bytes(key)
+    """An exact key as the index keeps it: its first 64 bits (a lookup among 100,000
+    keys meets another key's bits with a chance of 1 in 2**47)."""
+    return int.from_bytes(key[:8])
+
+
+_NO_KEY = 1 << 64  # past every key: ends a merge
+# recent keys kept in the dict at least, before a merge (else a quarter of the arrays')
+_RECENT_KEYS = 4096
 
 
 # Shared int objects for slot numbers (Python caches only those up to 256): a big story

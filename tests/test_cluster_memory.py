@@ -128,7 +128,8 @@ def test_postings_follow_the_articles_through_eviction_and_sweeps() -> None:
                 live_postings += 1
                 assert doc.terms[posting & far] == term
     assert live_postings == sum(len(d.terms) for d in index.docs.values())
-    stale = [serial for serial in index._keys.values() if serial not in index.docs]
+    serials = [*index._keys.values(), *index._key_serials]
+    stale = [serial for serial in serials if serial not in index.docs]
     assert len(stale) <= 2 * 100  # evicted articles' keys go a while after them
     assert sum(index.df.values()) == sum(len(d.terms) + len(d.extra) for d in index.docs.values())
 
@@ -259,3 +260,39 @@ def test_an_evicted_story_lets_go_of_its_articles() -> None:
     clusterer.place(article("Budget passes", "Parliament votes", at=timedelta(days=2)), (), new_id)
     assert story.id not in clusterer._index.stories
     assert story.members == []
+
+
+def test_exact_keys_find_the_newest_article_through_merges_and_evictions() -> None:
+    """The recent keys' dict is folded into sorted arrays (16 bytes a key) now and then;
+    a lookup answers as one dict of every key would: the newest article's story."""
+    clusterer = Clusterer(window=timedelta(hours=6))
+    index = clusterer._index
+    rng = random.Random(11)
+    words = [f"word{i}" for i in range(80)]
+    newest: dict[str, str] = {}  # canonical URL -> story of the newest article with it
+    new_id = ids()
+    start = article("x", "y").published
+    merged, recent = 0, 0
+    for i in range(5000):
+        url = f"https://site.example/{rng.randrange(1500)}"  # reused: keys replaced
+        a = dataclasses.replace(
+            article(" ".join(rng.sample(words, 6)), " ".join(rng.sample(words, 10))),
+            canonical_url=url,
+            published=start + timedelta(minutes=2 * i),
+        )
+        decision = clusterer.place(a, (), new_id)
+        assert decision.story_id is not None
+        newest[url] = decision.story_id
+        merged += len(index._keys) < recent
+        recent = len(index._keys)
+    assert merged > 10 and len(index._key_hashes) > 0
+    assert list(index._key_hashes) == sorted(set(index._key_hashes))
+    live = {doc.serial for doc in index.docs.values()}
+    stale = set(index._key_serials) - live  # evicted since the last merge
+    assert len(stale) <= 2 * max(len(live) // 8, 100)
+    for url, story in newest.items():
+        found = index.key_story(exact_key("url", url))
+        if story in index.stories:  # all its articles are in memory, the newest one too
+            assert found is not None and found.id == story
+        else:
+            assert found is None
