@@ -27,7 +27,7 @@ from monitor.config import Config, load_config
 from monitor.entities import EntityMatcher
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.health import HealthServer
-from monitor.heap import fix_mmap_threshold
+from monitor.heap import fix_mmap_threshold, release_free_memory
 from monitor.pipeline import Engine, run_cycle, utcnow
 from monitor.workers import parse_pool
 from storage.engine import error_line
@@ -196,6 +196,9 @@ class Daemon:
                 claims = claims_for(self.engine, due_only=True, stopping=self.stop.is_set)
                 report = await run_cycle(self.engine, claims)
                 if report.polled:
+                    # the cycle's documents, answers and rows are garbage now: a daemon
+                    # between cycles holds only what it keeps
+                    release_free_memory()
                     log.info(
                         "cycle feeds=%d failed=%d new=%d alerts=%d seconds=%.1f",
                         report.polled,
