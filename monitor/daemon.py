@@ -47,7 +47,7 @@ MISMATCH_LOG_EVERY = timedelta(minutes=1)
 FORGET_AFTER = timedelta(days=1)  # rows of instances silent this long are deleted
 
 
-def settle_heap() -> None:
+def settle_heap(*, collect: bool = True) -> None:
     """Move what start-up made (the daemon's modules, config, engine) out of the cyclic
     collector's reach: it lives as long as the process, and every full collection would
     walk it again, all along a daemon's life (the command's own collector settings:
@@ -55,8 +55,11 @@ def settle_heap() -> None:
 
     Collected first: what is frozen is never collected, and start-up leaves garbage in
     reference cycles, the YAML parser's node tree above all (~5 MB for 2,000 feeds).
+    ``collect=False`` for a process that ends after one cycle: the collection (~20 ms
+    for 200 feeds, 2% of a poll of 304s) would free nothing it needs.
     """
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     fix_mmap_threshold()
 
@@ -141,7 +144,7 @@ async def poll_once(cfg: Config, *, deliver_timeout: float) -> str:
         executor = parse_pool()
         try:
             engine = build_engine(cfg, store, executor)
-            settle_heap()
+            settle_heap(collect=False)
             report = await run_cycle(engine, claims_for(engine, due_only=False))
             delivered = await deliver_for(engine, timeout=deliver_timeout)
         finally:
