@@ -56,7 +56,8 @@ def settle_heap(*, collect: bool = True) -> None:
     Collected first: what is frozen is never collected, and start-up leaves garbage in
     reference cycles, the YAML parser's node tree above all (~5 MB for 2,000 feeds).
     ``collect=False`` for a process that ends after one cycle: the collection (~20 ms
-    for 200 feeds, 2% of a poll of 304s) would free nothing it needs.
+    for 200 feeds, 2% of a poll of 304s) would free nothing it needs. From now on, big
+    blocks get mappings of their own (:func:`monitor.heap.fix_mmap_threshold`).
     """
     if collect:
         gc.collect()

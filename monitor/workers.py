@@ -10,7 +10,9 @@ multiprocessing's resource tracker, ~30 MB resident for nothing this pool needs;
 workers re-run the parent's main script (the whole CLI for the ``monitor`` command)
 unless tricked out of it; and a worker killed mid-parse breaks it for good. Here a dead
 worker fails only the job it held (its feed is retried next cycle) and is restarted for
-the next one; when the daemon dies, its workers read end-of-file and exit.
+the next one; a worker whose memory grew past a cap retires after its answer
+(:func:`monitor.parsejob.serve`); when the daemon dies, its workers read end-of-file and
+exit.
 """
 
 from __future__ import annotations
