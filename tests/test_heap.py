@@ -14,19 +14,10 @@ import pytest
 from monitor import heap
 from monitor.heap import fix_mmap_threshold, release_free_memory
 
-
-def _glibc() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        ctypes.CDLL("libc.so.6")
-    except OSError:  # musl
-        return False
-    return True
-
-
-GLIBC = _glibc()
-glibc_only = pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+# the module's own lookup: None off Linux and where there is no libc.so.6 (musl)
+glibc_only = pytest.mark.skipif(
+    heap._libc_function("malloc_trim") is None, reason="glibc's malloc only"
+)
 
 
 def test_the_heap_calls_run_anywhere() -> None:
