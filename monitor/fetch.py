@@ -389,7 +389,7 @@ class Fetcher:
             started = loop.time()
             try:
                 async with asyncio.timeout(budget.remaining):
-                    return await self._request(url, validators)
+                    return await self._request(url, parsed, validators)
             except (TimeoutError, httpx.TimeoutException):
                 return _failure(url, url, f"timeout after {format_duration(self.timeout)}")
             except (httpx.HTTPError, OSError) as exc:
@@ -397,10 +397,13 @@ class Fetcher:
             finally:
                 budget.remaining -= loop.time() - started
 
-    async def _request(self, url: str, validators: Mapping[str, str]) -> FetchResult | _Redirect:
+    async def _request(
+        self, url: str, parsed: httpx.URL, validators: Mapping[str, str]
+    ) -> FetchResult | _Redirect:
         if self._client is None:
             raise RuntimeError("Fetcher used outside 'async with'")
-        request = self._client.build_request("GET", url, headers=validators)
+        # the parsed URL, not the string: httpx would parse it a second time (~0.1 ms)
+        request = self._client.build_request("GET", parsed, headers=validators)
         response = await self._client.send(request, stream=True)
         try:
             outcome = await self._interpret(url, response, validators)
