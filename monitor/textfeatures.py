@@ -142,6 +142,10 @@ _SUFFIXES: tuple[str, ...] = (
     "n",
 )
 _MIN_STEM = 4
+# the suffixes a word's last letter allows, in the same order: 2 or 3 tests, not 14
+_SUFFIXES_BY_LAST: dict[str, tuple[str, ...]] = {
+    last: tuple(s for s in _SUFFIXES if s[-1] == last) for last in {s[-1] for s in _SUFFIXES}
+}
 
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:[.,\u202f\u00a0]\d{3})+(?![\d])")
 _DECIMAL = re.compile(r"(?<=\d)[.,](?=\d)")
@@ -187,7 +191,7 @@ def _strip_suffix(word: str) -> str:
         return word
     if word.endswith("ies") and len(word) - 3 >= _MIN_STEM - 1:
         return word[:-3] + "y"
-    for suffix in _SUFFIXES:
+    for suffix in _SUFFIXES_BY_LAST.get(word[-1], ()):
         if word.endswith(suffix) and len(word) - len(suffix) >= _MIN_STEM:
             return word[: -len(suffix)]
     return word
