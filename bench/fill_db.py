@@ -3,7 +3,7 @@
     .venv/bin/python bench/fill_db.py --articles 1000000 --db /tmp/big.db [--days 85] [--feeds 2000]
 
 The schema comes from the product (``storage.engine.make_engine`` + ``migrate``); rows go
-in through SQLAlchemy Core executemany on the ``storage.tables`` models, one transaction
+in through SQLAlchemy Core executemany on the ``storage.tables`` tables, one transaction
 per batch, with ``PRAGMA synchronous=OFF`` (and no rollback journal, no foreign-key
 checks) while filling. Secondary indexes are dropped first and rebuilt at the end from
 the schema's own ``CREATE INDEX`` statements, then ``ANALYZE`` (``--reindex`` also
@@ -39,22 +39,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Connection, event, insert
+from sqlalchemy import Connection, Table, event, insert
 
 from bench.common import ENTITIES
 from monitor.normalize import content_hash
+from storage import tables
 from storage.engine import make_engine, migrate
-from storage.tables import (
-    Article,
-    ArticleSource,
-    Feed,
-    Mention,
-    Outbox,
-    SeenGuid,
-    SeenUrl,
-    Story,
-    StoryEntity,
-)
 
 _COMMON_WORDS = (
     "says said report reports after over amid new first year years people government "
@@ -325,7 +315,7 @@ def _secondary_indexes(conn: Connection) -> list[tuple[str, str]]:
     return [(str(name), str(sql)) for name, sql in rows]
 
 
-def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(table), rows)
 
@@ -349,19 +339,19 @@ def fill(
         for name, _sql in indexes:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
         conn.commit()
-        _insert(conn, Feed, feed_rows(feeds, now))
+        _insert(conn, tables.feeds, feed_rows(feeds, now))
         conn.commit()
         done = 0
         while done < articles:
             b = gen.batch(min(batch, articles - done))
-            _insert(conn, Story, b.stories)
-            _insert(conn, Article, b.articles)
-            _insert(conn, ArticleSource, b.sources)
-            _insert(conn, Mention, b.mentions)
-            _insert(conn, StoryEntity, b.pairs)
-            _insert(conn, SeenGuid, b.guids)
-            _insert(conn, SeenUrl, b.urls)
-            _insert(conn, Outbox, b.outbox)
+            _insert(conn, tables.stories, b.stories)
+            _insert(conn, tables.articles, b.articles)
+            _insert(conn, tables.article_sources, b.sources)
+            _insert(conn, tables.mentions, b.mentions)
+            _insert(conn, tables.story_entities, b.pairs)
+            _insert(conn, tables.seen_guids, b.guids)
+            _insert(conn, tables.seen_urls, b.urls)
+            _insert(conn, tables.outbox, b.outbox)
             conn.commit()
             done += len(b.articles)
             for key, rows in (

@@ -7,8 +7,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from monitor.model import Article as ArticleRecord
 from storage.engine import insert_ignoring, write_retrying
@@ -16,17 +26,17 @@ from storage.feeds import write_updates
 from storage.outbox import row_values
 from storage.records import IngestPlan, KnownKeys, StoredArticle
 from storage.tables import (
-    Article,
-    ArticleSource,
-    Counter,
-    Feed,
-    Mention,
-    Outbox,
-    SeenGuid,
-    SeenUrl,
-    Story,
-    StoryEntity,
     UTCDateTime,
+    article_sources,
+    articles,
+    counters,
+    feeds,
+    mentions,
+    outbox,
+    seen_guids,
+    seen_urls,
+    stories,
+    story_entities,
 )
 
 CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -55,16 +65,16 @@ class ArticleRepo:
             for feed_id, feed_guids in by_feed.items():
                 for part in chunks(feed_guids):
                     rows = conn.execute(
-                        select(SeenGuid.guid, SeenGuid.article_id, SeenGuid.content_hash).where(
-                            SeenGuid.feed_id == feed_id, SeenGuid.guid.in_(part)
-                        )
+                        select(
+                            seen_guids.c.guid, seen_guids.c.article_id, seen_guids.c.content_hash
+                        ).where(seen_guids.c.feed_id == feed_id, seen_guids.c.guid.in_(part))
                     )
                     for guid, article_id, content_hash in rows:
                         found_guids[(feed_id, guid)] = (article_id, content_hash)
             for part in chunks(url_list):
                 rows2 = conn.execute(
-                    select(SeenUrl.canonical_url, SeenUrl.article_id).where(
-                        SeenUrl.canonical_url.in_(part)
+                    select(seen_urls.c.canonical_url, seen_urls.c.article_id).where(
+                        seen_urls.c.canonical_url.in_(part)
                     )
                 )
                 for url, article_id in rows2:
@@ -78,8 +88,8 @@ class ArticleRepo:
         with self.engine.connect() as conn:
             for part in chunks(ids):
                 rows = conn.execute(
-                    select(StoryEntity.story_id, StoryEntity.entity).where(
-                        StoryEntity.story_id.in_(part)
+                    select(story_entities.c.story_id, story_entities.c.entity).where(
+                        story_entities.c.story_id.in_(part)
                     )
                 )
                 out.update((s, e) for s, e in rows)
@@ -91,7 +101,7 @@ class ArticleRepo:
         with self.engine.connect() as conn:
             for part in chunks(ids):
                 rows = conn.execute(
-                    select(Article.id, Article.story_id).where(Article.id.in_(part))
+                    select(articles.c.id, articles.c.story_id).where(articles.c.id.in_(part))
                 )
                 out.update(dict(rows.all()))
         return out
@@ -108,15 +118,15 @@ class ArticleRepo:
     def recent(self, since: datetime, *, after_round: int | None = None) -> Iterator[StoredArticle]:
         """Articles published since ``since`` in the order they were clustered (for the
         clusterer's warm start); with ``after_round``, only those of later rounds."""
-        stmt = (
-            select(*_STORED_COLUMNS)
-            .join(Feed, Feed.id == Article.feed_id)
-            .where(Article.published >= since)
-        )
+        stmt = select_stored().where(articles.c.published >= since)
         if after_round is not None:
-            stmt = stmt.where(Article.cluster_seq > after_round)
+            stmt = stmt.where(articles.c.cluster_seq > after_round)
         stmt = stmt.order_by(
-            Article.cluster_seq, Article.fetched, Article.published, Feed.url, Article.entry_index
+            articles.c.cluster_seq,
+            articles.c.fetched,
+            articles.c.published,
+            feeds.c.url,
+            articles.c.entry_index,
         )
         with self.engine.connect() as conn:
             yield from stream_stored(conn, stmt)
@@ -125,7 +135,7 @@ class ArticleRepo:
         """The last clustering round that stored articles (0 before the first)."""
         with self.engine.connect() as conn:
             value = conn.execute(
-                select(Counter.value).where(Counter.name == CLUSTER_COUNTER)
+                select(counters.c.value).where(counters.c.name == CLUSTER_COUNTER)
             ).scalar()
         return int(value or 0)
 
@@ -137,7 +147,7 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
     new_stories = [s for s in plan.stories if s.new]
     if new_stories:
         conn.execute(
-            insert(Story),
+            insert(stories),
             [
                 {
                     "id": s.id,
@@ -163,20 +173,22 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
         if not rows:
             continue
         values: dict[str, Any] = {
-            "first_seen": least(Story.first_seen, bindparam("b_first", type_=UTCDateTime())),
+            "first_seen": least(stories.c.first_seen, bindparam("b_first", type_=UTCDateTime())),
             "last_seen": bindparam("b_last"),
             "last_published": bindparam("b_published"),
         }
         if titled:
             values["title"] = bindparam("b_title")
-        conn.execute(update(Story).where(Story.id == bindparam("b_id")).values(**values), rows)
+        conn.execute(
+            update(stories).where(stories.c.id == bindparam("b_id")).values(**values), rows
+        )
     if plan.new_articles:
         conn.execute(
-            insert(Article),
+            insert(articles),
             [_article_row(n) | {"cluster_seq": plan.cluster_seq} for n in plan.new_articles],
         )
         conn.execute(
-            insert(ArticleSource),
+            insert(article_sources),
             [
                 {"article_id": n.id, "feed_id": n.feed_id, "first_seen": n.article.fetched}
                 for n in plan.new_articles
@@ -185,19 +197,19 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
     for u in plan.updates:
         a = u.article
         conn.execute(
-            update(Article)
-            .where(Article.id == u.article_id)
+            update(articles)
+            .where(articles.c.id == u.article_id)
             .values(
                 title=a.title, summary=a.summary, content=a.content, content_hash=a.content_hash
             )
         )
         conn.execute(
-            update(SeenGuid)
-            .where(SeenGuid.article_id == u.article_id)
+            update(seen_guids)
+            .where(seen_guids.c.article_id == u.article_id)
             .values(content_hash=a.content_hash)
         )
     _insert_sources(conn, plan.sources)
-    mentions = [
+    mention_rows = [
         {"article_id": n.id, "entity": m.entity, "alias": m.alias, "field": m.field}
         for n in plan.new_articles
         for m in set(n.mentions)
@@ -208,13 +220,13 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
     ]
     if plan.updates:
         conn.execute(
-            delete(Mention).where(Mention.article_id.in_([u.article_id for u in plan.updates]))
+            delete(mentions).where(mentions.c.article_id.in_([u.article_id for u in plan.updates]))
         )
-    if mentions:
-        conn.execute(insert(Mention), mentions)
+    if mention_rows:
+        conn.execute(insert(mentions), mention_rows)
     if plan.pairs:
         conn.execute(
-            insert(StoryEntity),
+            insert(story_entities),
             [
                 {"story_id": s, "entity": e, "first_article_id": a, "alerted": al}
                 for s, e, a, al in plan.pairs
@@ -222,7 +234,7 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
         )
     if plan.seen_guids:
         conn.execute(
-            insert(SeenGuid),
+            insert(seen_guids),
             [
                 {"feed_id": f, "guid": g, "article_id": a, "content_hash": h}
                 for f, g, a, h in plan.seen_guids
@@ -230,19 +242,19 @@ def apply_plan(conn: Connection, plan: IngestPlan) -> None:
         )
     if plan.seen_urls:
         conn.execute(
-            insert(SeenUrl),
+            insert(seen_urls),
             [{"canonical_url": u, "article_id": a} for u, a in plan.seen_urls],
         )
     if plan.alerts:
-        conn.execute(insert(Outbox), [row_values(al) for al in plan.alerts])
+        conn.execute(insert(outbox), [row_values(al) for al in plan.alerts])
     touched = sorted({s.id for s in plan.stories})
     for part in chunks(touched):
         _refresh_sources(conn, part)
 
 
 def _set_round(conn: Connection, seq: int) -> None:
-    conn.execute(insert_ignoring(conn, Counter, ["name"]), [{"name": CLUSTER_COUNTER, "value": 0}])
-    conn.execute(update(Counter).where(Counter.name == CLUSTER_COUNTER).values(value=seq))
+    conn.execute(insert_ignoring(conn, counters, ["name"]), [{"name": CLUSTER_COUNTER, "value": 0}])
+    conn.execute(update(counters).where(counters.c.name == CLUSTER_COUNTER).values(value=seq))
 
 
 def _insert_sources(conn: Connection, sources: Sequence[tuple[str, int, datetime]]) -> None:
@@ -256,8 +268,8 @@ def _insert_sources(conn: Connection, sources: Sequence[tuple[str, int, datetime
     article_ids = sorted({a for a, _ in wanted})
     for part in chunks(article_ids):
         rows = conn.execute(
-            select(ArticleSource.article_id, ArticleSource.feed_id).where(
-                ArticleSource.article_id.in_(list(part))
+            select(article_sources.c.article_id, article_sources.c.feed_id).where(
+                article_sources.c.article_id.in_(list(part))
             )
         )
         existing.update((a, f) for a, f in rows)
@@ -267,20 +279,22 @@ def _insert_sources(conn: Connection, sources: Sequence[tuple[str, int, datetime
         if (a, f) not in existing
     ]
     if fresh:
-        conn.execute(insert(ArticleSource), fresh)
+        conn.execute(insert(article_sources), fresh)
 
 
 def _refresh_sources(conn: Connection, story_ids: Sequence[str]) -> None:
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
-            select(Article.story_id, func.count(func.distinct(ArticleSource.feed_id)))
-            .join(ArticleSource, ArticleSource.article_id == Article.id)
-            .where(Article.story_id.in_(list(story_ids)))
-            .group_by(Article.story_id)
+            select(articles.c.story_id, func.count(func.distinct(article_sources.c.feed_id)))
+            .join(article_sources, article_sources.c.article_id == articles.c.id)
+            .where(articles.c.story_id.in_(list(story_ids)))
+            .group_by(articles.c.story_id)
         ).all()
     )
     conn.execute(  # one executemany, not a statement per story
-        update(Story).where(Story.id == bindparam("b_id")).values(sources=bindparam("b_sources")),
+        update(stories)
+        .where(stories.c.id == bindparam("b_id"))
+        .values(sources=bindparam("b_sources")),
         [{"b_id": sid, "b_sources": counts.get(sid, 0)} for sid in story_ids],
     )
 
@@ -308,96 +322,79 @@ def _article_row(n: Any) -> dict[str, Any]:
     }
 
 
-# What a StoredArticle is made of, as plain columns: the warm start reads tens of thousands
-# of rows and needs no ORM objects (identity map, instance state) for them.
+# What a StoredArticle is made of: its article's columns and its feed's, labelled.
 _STORED_COLUMNS = (
-    Article.id,
-    Article.story_id,
-    Article.entry_index,
-    Article.guid,
-    Article.url,
-    Article.canonical_url,
-    Article.title,
-    Article.summary,
-    Article.content,
-    Article.content_hash,
-    Article.published,
-    Article.fetched,
-    Article.reason_method,
-    Article.reason_score,
-    Article.reason_shared,
-    Feed.url.label("feed_url"),
-    Feed.name.label("feed_name"),
-    Feed.title.label("feed_title"),
+    articles.c.id,
+    articles.c.story_id,
+    articles.c.entry_index,
+    articles.c.guid,
+    articles.c.url,
+    articles.c.canonical_url,
+    articles.c.title,
+    articles.c.summary,
+    articles.c.content,
+    articles.c.content_hash,
+    articles.c.published,
+    articles.c.fetched,
+    articles.c.reason_method,
+    articles.c.reason_score,
+    articles.c.reason_shared,
+    feeds.c.url.label("feed_url"),
+    feeds.c.name.label("feed_name"),
+    feeds.c.title.label("feed_title"),
 )
 
 
-def stream_stored(conn: Connection, stmt: Any) -> Iterator[StoredArticle]:
-    """Turn rows of ``_STORED_COLUMNS`` into records, with their entities.
+def select_stored() -> Select[Any]:
+    """Articles with their feed, as ``stream_stored`` reads them: add the filter and order."""
+    return select(*_STORED_COLUMNS).join(feeds, feeds.c.id == articles.c.feed_id)
 
-    Streamed a chunk at a time as plain Core rows: a warm start over a big story window
-    never holds every row at once, and makes no ORM object per article.
+
+def stream_stored(conn: Connection, stmt: Select[Any]) -> Iterator[StoredArticle]:
+    """Turn rows of ``select_stored()`` into records, with their entities.
+
+    Streamed a chunk at a time: a warm start over a big story window never holds every
+    row at once.
     """
     result = conn.execute(stmt.execution_options(yield_per=CHUNK))
     for rows in result.partitions():
         entities = _entities(conn, [r.id for r in rows])
         for r in rows:
-            feed = r.feed_name or r.feed_title or r.feed_url
-            yield _stored(r, r.feed_url, feed, tuple(sorted(entities.get(r.id, ()))))
+            yield _stored(r, tuple(sorted(entities.get(r.id, ()))))
 
 
-def _entities(conn: Connection | Session, ids: list[str]) -> dict[str, set[str]]:
+def _entities(conn: Connection, ids: list[str]) -> dict[str, set[str]]:
     """Article id -> the tracked entities it mentions."""
     entities: dict[str, set[str]] = {}
     for aid, ent in conn.execute(
-        select(Mention.article_id, Mention.entity).where(Mention.article_id.in_(ids))
+        select(mentions.c.article_id, mentions.c.entity).where(mentions.c.article_id.in_(ids))
     ):
         entities.setdefault(aid, set()).add(ent)
     return entities
 
 
-def load_articles(session: Session, stmt: Any) -> Iterator[StoredArticle]:
-    """Turn (Article, feed url, feed name, feed title) rows into records, with their entities.
-
-    Streamed a chunk at a time: a warm start over a big story window never holds every
-    row at once (the session's identity map holds its objects weakly).
-    """
-    result = session.execute(stmt.execution_options(yield_per=CHUNK))
-    for rows in result.partitions():
-        entities = _entities(session, [r[0].id for r in rows])
-        for row in rows:
-            art, feed_url, feed_name, feed_title = row
-            yield _stored(
-                art,
-                feed_url,
-                feed_name or feed_title or feed_url,
-                tuple(sorted(entities.get(art.id, ()))),
-            )
-
-
-def _stored(art: Any, feed_url: str, feed: str, entities: tuple[str, ...]) -> StoredArticle:
-    """``art``: an ``Article`` or a row of its columns (same attribute names)."""
+def _stored(r: Row[Any], entities: tuple[str, ...]) -> StoredArticle:
     record = ArticleRecord(
-        feed_url=feed_url,
-        entry_index=art.entry_index,
-        guid=art.guid,
-        url=art.url,
-        canonical_url=art.canonical_url,
-        title=art.title,
-        summary=art.summary,
-        content=art.content,
-        content_hash=art.content_hash,
-        published=art.published,
-        fetched=art.fetched,
+        feed_url=r.feed_url,
+        entry_index=r.entry_index,
+        guid=r.guid,
+        url=r.url,
+        canonical_url=r.canonical_url,
+        title=r.title,
+        summary=r.summary,
+        content=r.content,
+        content_hash=r.content_hash,
+        published=r.published,
+        fetched=r.fetched,
     )
     return StoredArticle(
-        id=art.id,
-        story_id=art.story_id,
-        feed=feed,
-        feed_url=feed_url,
+        id=r.id,
+        story_id=r.story_id,
+        feed=r.feed_name or r.feed_title or r.feed_url,
+        feed_url=r.feed_url,
         article=record,
-        method=art.reason_method,
-        score=art.reason_score,
-        shared=tuple(json.loads(art.reason_shared or "[]")),
+        method=r.reason_method,
+        score=r.reason_score,
+        shared=tuple(json.loads(r.reason_shared or "[]")),
         entities=entities,
     )

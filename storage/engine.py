@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def write_retrying(write: Callable[[], T], engine: Engine) -> T:
             time.sleep(0.5)
 
 
-def insert_ignoring(conn: Connection, table: Any, keys: list[str]) -> Any:
+def insert_ignoring(conn: Connection, table: Table, keys: list[str]) -> Insert:
     """``INSERT ... ON CONFLICT (keys) DO NOTHING`` in the connection's dialect."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert

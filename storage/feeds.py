@@ -7,15 +7,14 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
 
 from storage.engine import insert_ignoring, write_retrying
 from storage.records import FeedState, FeedUpdate
-from storage.tables import ArticleSource, Feed
+from storage.tables import article_sources, feeds
 
 
-def _state(row: Feed, articles: int = 0) -> FeedState:
+def _state(row: Row[Any], articles: int = 0) -> FeedState:
     gaps: tuple[float, ...] = tuple(json.loads(row.item_gaps)) if row.item_gaps else ()
     return FeedState(
         id=row.id,
@@ -48,13 +47,13 @@ class FeedRepo:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def sync(self, feeds: Sequence[tuple[str, str | None]], now: datetime) -> None:
+    def sync(self, configured: Sequence[tuple[str, str | None]], now: datetime) -> None:
         """Make sure every configured (url, name) has a row; new feeds are due at once."""
-        write_retrying(lambda: self._sync(feeds, now), self.engine)
+        write_retrying(lambda: self._sync(configured, now), self.engine)
 
-    def _sync(self, feeds: Sequence[tuple[str, str | None]], now: datetime) -> None:
+    def _sync(self, configured: Sequence[tuple[str, str | None]], now: datetime) -> None:
         with self.engine.begin() as conn:
-            known = {url: name for url, name in conn.execute(select(Feed.url, Feed.name))}
+            known = {url: name for url, name in conn.execute(select(feeds.c.url, feeds.c.name))}
             fresh = [
                 {
                     "url": url,
@@ -66,30 +65,30 @@ class FeedRepo:
                     "baselined": False,
                     "broken": False,
                 }
-                for url, name in feeds
+                for url, name in configured
                 if url not in known
             ]
             if fresh:  # another instance starting at the same moment may add them too
-                conn.execute(insert_ignoring(conn, Feed, ["url"]), fresh)
-            for url, name in feeds:
+                conn.execute(insert_ignoring(conn, feeds, ["url"]), fresh)
+            for url, name in configured:
                 if url in known and known[url] != name:
-                    conn.execute(update(Feed).where(Feed.url == url).values(name=name))
+                    conn.execute(update(feeds).where(feeds.c.url == url).values(name=name))
 
     def states(
         self, urls: Iterable[str] | None = None, *, count_articles: bool = False
     ) -> list[FeedState]:
+        stmt = select(feeds)
+        if urls is not None:
+            stmt = stmt.where(feeds.c.url.in_(list(urls)))
         with self.engine.connect() as conn:
-            stmt = select(Feed)
-            if urls is not None:
-                stmt = stmt.where(Feed.url.in_(list(urls)))
-            with Session(bind=conn) as session:
-                rows = list(session.scalars(stmt).all())
-                session.expunge_all()
+            rows = conn.execute(stmt).all()
             counts: dict[int, int] = {}
             if count_articles and rows:
                 counts = dict(
                     conn.execute(
-                        select(ArticleSource.feed_id, func.count()).group_by(ArticleSource.feed_id)
+                        select(article_sources.c.feed_id, func.count()).group_by(
+                            article_sources.c.feed_id
+                        )
                     ).all()
                 )
         return [_state(r, counts.get(r.id, 0)) for r in rows]
@@ -136,36 +135,35 @@ class FeedRepo:
         not_since: datetime | None,
         exclude: Collection[int],
     ) -> list[FeedState]:
-        stmt = select(Feed).where(
-            Feed.enabled.is_(True),
-            Feed.lease_until.is_(None) | (Feed.lease_until < now),
+        stmt = select(feeds).where(
+            feeds.c.enabled.is_(True),
+            feeds.c.lease_until.is_(None) | (feeds.c.lease_until < now),
         )
         if exclude:
-            stmt = stmt.where(Feed.id.not_in(list(exclude)))
+            stmt = stmt.where(feeds.c.id.not_in(list(exclude)))
         if due_only:
-            stmt = stmt.where(Feed.next_poll.is_(None) | (Feed.next_poll <= now))
+            stmt = stmt.where(feeds.c.next_poll.is_(None) | (feeds.c.next_poll <= now))
         if not_since is not None:
-            stmt = stmt.where(Feed.last_fetch.is_(None) | (Feed.last_fetch < not_since))
+            stmt = stmt.where(feeds.c.last_fetch.is_(None) | (feeds.c.last_fetch < not_since))
         stmt = (
-            stmt.order_by(Feed.next_poll.is_not(None), Feed.next_poll, Feed.id)
+            stmt.order_by(feeds.c.next_poll.is_not(None), feeds.c.next_poll, feeds.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        with Session(self.engine) as session, session.begin():
-            rows = list(session.scalars(stmt).all())
+        with self.engine.begin() as conn:
+            rows = conn.execute(stmt).all()
             if rows:
-                session.execute(
-                    update(Feed)
-                    .where(Feed.id.in_([r.id for r in rows]))
+                conn.execute(
+                    update(feeds)
+                    .where(feeds.c.id.in_([r.id for r in rows]))
                     .values(lease_owner=owner, lease_until=now + lease)
                 )
-            session.expunge_all()
         return [_state(r) for r in rows]
 
     def ids(self) -> dict[str, int]:
         """Every stored feed: url -> id."""
         with self.engine.connect() as conn:
-            return {url: i for url, i in conn.execute(select(Feed.url, Feed.id))}
+            return {url: i for url, i in conn.execute(select(feeds.c.url, feeds.c.id))}
 
     def extend(self, ids: Collection[int], owner: str, until: datetime) -> None:
         """Push the leases ``owner`` still holds on ``ids`` to ``until`` (work in progress)."""
@@ -175,8 +173,8 @@ class FeedRepo:
         def write() -> None:
             with self.engine.begin() as conn:
                 conn.execute(
-                    update(Feed)
-                    .where(Feed.id.in_(list(ids)), Feed.lease_owner == owner)
+                    update(feeds)
+                    .where(feeds.c.id.in_(list(ids)), feeds.c.lease_owner == owner)
                     .values(lease_until=until)
                 )
 
@@ -188,24 +186,24 @@ class FeedRepo:
             return set()
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Feed.id).where(Feed.id.in_(list(ids)), Feed.lease_owner == owner)
+                select(feeds.c.id).where(feeds.c.id.in_(list(ids)), feeds.c.lease_owner == owner)
             )
             return set(rows.scalars())
 
     def release(self, ids: Collection[int], owner: str) -> None:
         """Give leases back (work abandoned): the feeds are free for any instance at once."""
         if ids:
-            self._free(Feed.id.in_(list(ids)) & (Feed.lease_owner == owner))
+            self._free(feeds.c.id.in_(list(ids)) & (feeds.c.lease_owner == owner))
 
     def release_owners(self, owners: Collection[str]) -> int:
         """Free every lease of ``owners`` (instances known to be gone)."""
-        return self._free(Feed.lease_owner.in_(list(owners))) if owners else 0
+        return self._free(feeds.c.lease_owner.in_(list(owners))) if owners else 0
 
     def _free(self, which: Any) -> int:
         def write() -> int:
             with self.engine.begin() as conn:
                 res = conn.execute(
-                    update(Feed).where(which).values(lease_owner=None, lease_until=None)
+                    update(feeds).where(which).values(lease_owner=None, lease_until=None)
                 )
                 return int(res.rowcount)
 
@@ -213,7 +211,7 @@ class FeedRepo:
 
     def lease_owners(self) -> set[str]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(Feed.lease_owner).where(Feed.lease_owner.is_not(None)))
+            rows = conn.execute(select(feeds.c.lease_owner).where(feeds.c.lease_owner.is_not(None)))
             return {r for r in rows.scalars() if r}
 
     def apply(self, updates: Sequence[FeedUpdate]) -> None:
@@ -223,7 +221,7 @@ class FeedRepo:
     def enable(self, url: str) -> bool:
         with self.engine.begin() as conn:
             res = conn.execute(
-                update(Feed).where(Feed.url == url).values(enabled=True, disabled_reason=None)
+                update(feeds).where(feeds.c.url == url).values(enabled=True, disabled_reason=None)
             )
             return bool(res.rowcount)
 
@@ -248,10 +246,10 @@ def write_updates(
         groups.setdefault(tuple(sorted(values)), []).append(values)
     for columns, rows in groups.items():
         stmt = (
-            update(Feed)
-            .where(Feed.id == bindparam("b_feed_id"))
+            update(feeds)
+            .where(feeds.c.id == bindparam("b_feed_id"))
             .values({c: bindparam(c) for c in columns if c != "b_feed_id"})
         )
         if lease_owner is not None:
-            stmt = stmt.where(Feed.lease_owner == lease_owner)
+            stmt = stmt.where(feeds.c.lease_owner == lease_owner)
         conn.execute(stmt, rows)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, select, update
 
 from storage.engine import insert_ignoring, write_retrying
-from storage.tables import Instance
+from storage.tables import instances
 
 
 def instance_id() -> str:
@@ -45,7 +45,7 @@ class InstanceRepo:
         def write() -> None:
             with self.engine.begin() as conn:
                 conn.execute(
-                    insert_ignoring(conn, Instance, ["id"]),
+                    insert_ignoring(conn, instances, ["id"]),
                     [
                         {
                             "id": owner,
@@ -56,8 +56,8 @@ class InstanceRepo:
                     ],
                 )
                 conn.execute(
-                    update(Instance)
-                    .where(Instance.id == owner)
+                    update(instances)
+                    .where(instances.c.id == owner)
                     .values(config_hash=config_hash, heartbeat=now)
                 )
 
@@ -67,8 +67,8 @@ class InstanceRepo:
         """Instance id -> config hash of every instance with a recent heartbeat."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Instance.id, Instance.config_hash).where(
-                    Instance.heartbeat >= now - stale_after
+                select(instances.c.id, instances.c.config_hash).where(
+                    instances.c.heartbeat >= now - stale_after
                 )
             )
             return {i: h for i, h in rows}
@@ -80,13 +80,13 @@ class InstanceRepo:
 
         def write() -> None:
             with self.engine.begin() as conn:
-                conn.execute(delete(Instance).where(Instance.id.in_(ids)))
+                conn.execute(delete(instances).where(instances.c.id.in_(ids)))
 
         write_retrying(write, self.engine)
 
     def forget_stale(self, now: datetime, stale_after: timedelta) -> None:
         def write() -> None:
             with self.engine.begin() as conn:
-                conn.execute(delete(Instance).where(Instance.heartbeat < now - stale_after))
+                conn.execute(delete(instances).where(instances.c.heartbeat < now - stale_after))
 
         write_retrying(write, self.engine)

@@ -6,17 +6,17 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from monitor.model import OutboxAlert
 from storage.engine import error_line, write_retrying
-from storage.tables import Outbox
+from storage.tables import outbox
 
 
-def _record(row: Outbox) -> OutboxAlert:
+def _record(row: Row[Any]) -> OutboxAlert:
     return OutboxAlert(
         id=row.id,
         channel=row.channel,
@@ -49,22 +49,22 @@ class OutboxRepo:
         if not alerts:
             return
         with self.engine.begin() as conn:
-            conn.execute(insert(Outbox), [row_values(a) for a in alerts])
+            conn.execute(insert(outbox), [row_values(a) for a in alerts])
 
     def query(self, *, pending_only: bool = False, limit: int | None = None) -> list[OutboxAlert]:
-        stmt = select(Outbox).order_by(Outbox.created_at.desc(), Outbox.id)
+        stmt = select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.id)
         if pending_only:
-            stmt = stmt.where(Outbox.state == "pending")
+            stmt = stmt.where(outbox.c.state == "pending")
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        return [_record(Outbox(**dict(r))) for r in rows]
+            rows = conn.execute(stmt).all()
+        return [_record(r) for r in rows]
 
     def get(self, alert_id: str) -> OutboxAlert | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(Outbox).where(Outbox.id == alert_id)).mappings().first()
-        return _record(Outbox(**dict(row))) if row else None
+            row = conn.execute(select(outbox).where(outbox.c.id == alert_id)).first()
+        return _record(row) if row else None
 
     def due_alerts(
         self, channel: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
@@ -77,22 +77,22 @@ class OutboxRepo:
         a claim: alerts still go out, at least once, as the outbox promises.
         """
         due = (
-            select(Outbox)
-            .where(Outbox.state == "pending", Outbox.channel == channel)
-            .where((Outbox.next_attempt.is_(None)) | (Outbox.next_attempt <= now))
-            .where(Outbox.lease_until.is_(None) | (Outbox.lease_until < now))
-            .order_by(Outbox.created_at, Outbox.id)
+            select(outbox)
+            .where(outbox.c.state == "pending", outbox.c.channel == channel)
+            .where((outbox.c.next_attempt.is_(None)) | (outbox.c.next_attempt <= now))
+            .where(outbox.c.lease_until.is_(None) | (outbox.c.lease_until < now))
+            .order_by(outbox.c.created_at, outbox.c.id)
             .limit(limit)
         )
         stmt = due.with_for_update(skip_locked=True)
 
         def claim() -> list[OutboxAlert]:
-            with Session(self.engine) as session, session.begin():
-                rows = list(session.scalars(stmt).all())
+            with self.engine.begin() as conn:
+                rows = conn.execute(stmt).all()
                 if rows:
-                    session.execute(
-                        update(Outbox)
-                        .where(Outbox.id.in_([r.id for r in rows]))
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_([r.id for r in rows]))
                         .values(lease_owner=self.owner, lease_until=now + lease)
                     )
                 return [_record(r) for r in rows]
@@ -106,8 +106,8 @@ class OutboxRepo:
                 error_line(exc),
             )
         with self.engine.connect() as conn:
-            rows = conn.execute(due).mappings().all()
-        return [_record(Outbox(**dict(r))) for r in rows]
+            rows = conn.execute(due).all()
+        return [_record(r) for r in rows]
 
     def renew(self, alert_id: str, now: datetime, lease: timedelta = DEFAULT_LEASE) -> bool:
         """Extend this instance's lease on a pending row before sending it (or take an
@@ -117,11 +117,11 @@ class OutboxRepo:
         def write() -> bool:
             with self.engine.begin() as conn:
                 res = conn.execute(
-                    update(Outbox)
+                    update(outbox)
                     .where(
-                        Outbox.id == alert_id,
-                        Outbox.state == "pending",
-                        Outbox.lease_owner.is_(None) | (Outbox.lease_owner == self.owner),
+                        outbox.c.id == alert_id,
+                        outbox.c.state == "pending",
+                        outbox.c.lease_owner.is_(None) | (outbox.c.lease_owner == self.owner),
                     )
                     .values(lease_owner=self.owner, lease_until=now + lease)
                 )
@@ -140,8 +140,8 @@ class OutboxRepo:
         def write() -> int:
             with self.engine.begin() as conn:
                 res = conn.execute(
-                    update(Outbox)
-                    .where(Outbox.lease_owner.in_(list(owners)))
+                    update(outbox)
+                    .where(outbox.c.lease_owner.in_(list(owners)))
                     .values(lease_owner=None, lease_until=None)
                 )
                 return int(res.rowcount)
@@ -152,26 +152,24 @@ class OutboxRepo:
         self, channel: str, since: datetime, until: datetime, limit: int
     ) -> list[str]:
         stmt = (
-            select(Outbox.id)
+            select(outbox.c.id)
             .where(
-                Outbox.channel == channel,
-                Outbox.event == "story.new",
-                Outbox.created_at >= since,
-                Outbox.created_at < until,
+                outbox.c.channel == channel,
+                outbox.c.event == "story.new",
+                outbox.c.created_at >= since,
+                outbox.c.created_at < until,
             )
-            .order_by(Outbox.created_at, Outbox.id)
+            .order_by(outbox.c.created_at, outbox.c.id)
             .limit(limit)
         )
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).scalars())
 
     def pending_count(self) -> int:
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(Outbox).where(Outbox.state == "pending")
+                    select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
                 ).scalar_one()
             )
 
@@ -195,8 +193,8 @@ class OutboxRepo:
         def write() -> None:
             with self.engine.begin() as conn:
                 conn.execute(
-                    update(Outbox)
-                    .where(Outbox.id == alert_id, Outbox.state == "pending")
+                    update(outbox)
+                    .where(outbox.c.id == alert_id, outbox.c.state == "pending")
                     .values(**values, lease_owner=None, lease_until=None)
                 )
 
@@ -204,11 +202,11 @@ class OutboxRepo:
 
     def retry(self, *, alert_id: str | None = None, channel: str | None = None) -> int:
         """Put failed alerts back to pending (same id, attempts reset)."""
-        stmt = update(Outbox).where(Outbox.state == "failed")
+        stmt = update(outbox).where(outbox.c.state == "failed")
         if alert_id is not None:
-            stmt = stmt.where(Outbox.id == alert_id)
+            stmt = stmt.where(outbox.c.id == alert_id)
         if channel is not None:
-            stmt = stmt.where(Outbox.channel == channel)
+            stmt = stmt.where(outbox.c.channel == channel)
         values = {"state": "pending", "attempts": 0, "next_attempt": None, "lease_until": None}
 
         def write() -> int:
@@ -223,8 +221,8 @@ class OutboxRepo:
         def write() -> int:
             with self.engine.begin() as conn:
                 res = conn.execute(
-                    update(Outbox)
-                    .where(Outbox.state == "pending", Outbox.channel.not_in(list(keep)))
+                    update(outbox)
+                    .where(outbox.c.state == "pending", outbox.c.channel.not_in(list(keep)))
                     .values(state="cancelled", next_attempt=None)
                 )
                 return int(res.rowcount)

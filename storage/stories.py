@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, delete, exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, delete, exists, select, update
 
-from storage.articles import chunks, load_articles
+from storage.articles import chunks, select_stored, stream_stored
 from storage.records import StoredArticle, StoryView
-from storage.tables import Article, Feed, Mention, Outbox, SeenGuid, SeenUrl, Story, StoryEntity
+from storage.tables import (
+    articles,
+    mentions,
+    outbox,
+    seen_guids,
+    seen_urls,
+    stories,
+    story_entities,
+)
 
 
 class StoryRepo:
@@ -26,28 +33,29 @@ class StoryRepo:
         story_ids: Sequence[str] | None = None,
     ) -> list[StoryView]:
         """Stories newest first by ``last_seen``, with their articles in ``published`` order."""
-        stmt = select(Story).order_by(Story.last_seen.desc(), Story.id)
+        stmt = select(stories).order_by(stories.c.last_seen.desc(), stories.c.id)
         if since is not None:
-            stmt = stmt.where(Story.last_seen >= since)
+            stmt = stmt.where(stories.c.last_seen >= since)
         if story_ids is not None:
-            stmt = stmt.where(Story.id.in_(list(story_ids)))
+            stmt = stmt.where(stories.c.id.in_(list(story_ids)))
         if entity is not None:
             stmt = stmt.where(
-                exists().where(and_(StoryEntity.story_id == Story.id, StoryEntity.entity == entity))
+                exists().where(
+                    story_entities.c.story_id == stories.c.id, story_entities.c.entity == entity
+                )
             )
         if limit is not None:
             stmt = stmt.limit(limit)
-        with Session(self.engine) as session:
-            stories = list(session.scalars(stmt).all())
-            by_story: dict[str, list[StoredArticle]] = {s.id: [] for s in stories}
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).all()
+            by_story: dict[str, list[StoredArticle]] = {s.id: [] for s in found}
             ids = list(by_story)
             for part in chunks(ids):
-                arts = load_articles(
-                    session,
-                    select(Article, Feed.url, Feed.name, Feed.title)
-                    .join(Feed, Feed.id == Article.feed_id)
-                    .where(Article.story_id.in_(list(part)))
-                    .order_by(Article.published, Article.fetched, Article.id),
+                arts = stream_stored(
+                    conn,
+                    select_stored()
+                    .where(articles.c.story_id.in_(list(part)))
+                    .order_by(articles.c.published, articles.c.fetched, articles.c.id),
                 )
                 for a in arts:
                     by_story[a.story_id].append(a)
@@ -61,7 +69,7 @@ class StoryRepo:
                     entities=tuple(sorted({e for a in by_story[s.id] for e in a.entities})),
                     articles=tuple(by_story[s.id]),
                 )
-                for s in stories
+                for s in found
             ]
 
     def get(self, story_id: str) -> StoryView | None:
@@ -74,22 +82,28 @@ class StoryRepo:
         Dedupe keys stay, pointing nowhere, so a pruned item still listed in a feed is not new.
         """
         with self.engine.begin() as conn:
-            pending = select(Outbox.story_id).where(
-                Outbox.state == "pending", Outbox.story_id.is_not(None)
+            pending = select(outbox.c.story_id).where(
+                outbox.c.state == "pending", outbox.c.story_id.is_not(None)
             )
             old = list(
                 conn.execute(
-                    select(Story.id).where(Story.last_seen < before, Story.id.not_in(pending))
+                    select(stories.c.id).where(
+                        stories.c.last_seen < before, stories.c.id.not_in(pending)
+                    )
                 ).scalars()
             )
             for part in chunks(old):
-                art_ids = select(Article.id).where(Article.story_id.in_(list(part)))
+                art_ids = select(articles.c.id).where(articles.c.story_id.in_(list(part)))
                 conn.execute(
-                    update(SeenGuid).where(SeenGuid.article_id.in_(art_ids)).values(article_id=None)
+                    update(seen_guids)
+                    .where(seen_guids.c.article_id.in_(art_ids))
+                    .values(article_id=None)
                 )
                 conn.execute(
-                    update(SeenUrl).where(SeenUrl.article_id.in_(art_ids)).values(article_id=None)
+                    update(seen_urls)
+                    .where(seen_urls.c.article_id.in_(art_ids))
+                    .values(article_id=None)
                 )
-                conn.execute(delete(Mention).where(Mention.article_id.in_(art_ids)))
-                conn.execute(delete(Story).where(Story.id.in_(list(part))))
+                conn.execute(delete(mentions).where(mentions.c.article_id.in_(art_ids)))
+                conn.execute(delete(stories).where(stories.c.id.in_(list(part))))
             return len(old)

@@ -1,5 +1,7 @@
-"""The database schema: typed SQLAlchemy models.
+"""The database schema: SQLAlchemy Core tables on one ``metadata``.
 
+Core only, no ORM mapping: importing ``sqlalchemy.orm`` and configuring mappers would cost
+every command ~0.1 s of start-up, for objects storage never needs.
 Only ``storage`` sees these rows; the rest of the code gets records from ``monitor.model``.
 Times are stored as naive UTC (portable across SQLite and PostgreSQL) and come back aware.
 """
@@ -12,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -19,11 +22,11 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -57,183 +60,184 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+metadata = MetaData(naming_convention=NAMING)
 
+# A configured feed and its fetch state; the configured URL is its identity.
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", String(2048), nullable=False, unique=True),
+    Column("name", String(512)),
+    Column("title", String(1024)),
+    Column("redirected_to", String(2048)),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("disabled_reason", String(512)),
+    Column("etag", String(1024)),
+    Column("last_modified", String(256)),
+    Column("last_fetch", UTCDateTime()),
+    Column("last_success", UTCDateTime()),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("consecutive_errors", Integer, nullable=False, default=0),
+    Column("failing_since", UTCDateTime()),
+    Column("next_poll", UTCDateTime(), index=True),
+    Column("interval_seconds", Float),
+    Column("ttl_seconds", Float),
+    Column("baselined", Boolean, nullable=False, default=False),
+    Column("last_new_item", UTCDateTime()),
+    Column("item_gaps", Text),  # JSON list of recent gaps (seconds)
+    Column("broken", Boolean, nullable=False, default=False),
+    Column("polled_by", String(256)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # the instance fetching the feed now, and until when (see monitor/claims.py)
+    Column("lease_owner", String(256)),
+    Column("lease_until", UTCDateTime()),
+)
 
-class Feed(Base):
-    """A configured feed and its fetch state; the configured URL is its identity."""
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False, index=True),
+    Column("last_published", UTCDateTime(), nullable=False),
+    Column("sources", Integer, nullable=False, default=1),
+)
 
-    __tablename__ = "feeds"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)
-    name: Mapped[str | None] = mapped_column(String(512))
-    title: Mapped[str | None] = mapped_column(String(1024))
-    redirected_to: Mapped[str | None] = mapped_column(String(2048))
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    disabled_reason: Mapped[str | None] = mapped_column(String(512))
-    etag: Mapped[str | None] = mapped_column(String(1024))
-    last_modified: Mapped[str | None] = mapped_column(String(256))
-    last_fetch: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_status: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
-    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    next_poll: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    interval_seconds: Mapped[float | None] = mapped_column(Float)
-    ttl_seconds: Mapped[float | None] = mapped_column(Float)
-    baselined: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_new_item: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    item_gaps: Mapped[str | None] = mapped_column(Text)  # JSON list of recent gaps (seconds)
-    broken: Mapped[bool] = mapped_column(Boolean, default=False)
-    polled_by: Mapped[str | None] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # the instance fetching the feed now, and until when (see storage/claims.py)
-    lease_owner: Mapped[str | None] = mapped_column(String(256))
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class Story(Base):
-    __tablename__ = "stories"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    title: Mapped[str] = mapped_column(Text)
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    last_published: Mapped[datetime] = mapped_column(UTCDateTime())
-    sources: Mapped[int] = mapped_column(Integer, default=1)
-
-
-class Article(Base):
-    __tablename__ = "articles"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
-    story_id: Mapped[str] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
-    guid: Mapped[str] = mapped_column(String(2048))
-    url: Mapped[str | None] = mapped_column(String(4096))
-    canonical_url: Mapped[str | None] = mapped_column(String(4096))
-    title: Mapped[str] = mapped_column(Text)
-    summary: Mapped[str] = mapped_column(Text)
-    content: Mapped[str] = mapped_column(Text)
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    published: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    fetched: Mapped[datetime] = mapped_column(UTCDateTime())
-    entry_index: Mapped[int] = mapped_column(Integer, default=0)
-    baseline: Mapped[bool] = mapped_column(Boolean, default=False)
-    reason_method: Mapped[str] = mapped_column(String(16))
-    reason_score: Mapped[float] = mapped_column(Float)
-    reason_shared: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "feed_id",
+        Integer,
+        ForeignKey("feeds.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "story_id",
+        String(40),
+        ForeignKey("stories.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("guid", String(2048), nullable=False),
+    Column("url", String(4096)),
+    Column("canonical_url", String(4096)),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False, index=True),
+    Column("published", UTCDateTime(), nullable=False, index=True),
+    Column("fetched", UTCDateTime(), nullable=False),
+    Column("entry_index", Integer, nullable=False, default=0),
+    Column("baseline", Boolean, nullable=False, default=False),
+    Column("reason_method", String(16), nullable=False),
+    Column("reason_score", Float, nullable=False),
+    Column("reason_shared", Text, nullable=False, default="[]"),  # JSON list
     # the clustering round that stored it: instances replay the rounds they did not see
-    cluster_seq: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    Column("cluster_seq", BigInteger, nullable=False, default=0, index=True),
+    Index("ix_articles_feed_guid", "feed_id", "guid"),
+    Index("ix_articles_canonical_url", "canonical_url"),
+)
 
+# Every feed that carried an article (counted in a story's ``sources``).
+article_sources = Table(
+    "article_sources",
+    metadata,
+    Column(
+        "article_id", String(40), ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "feed_id",
+        Integer,
+        ForeignKey("feeds.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    Column("first_seen", UTCDateTime(), nullable=False),
+)
 
-class ArticleSource(Base):
-    """Every feed that carried an article (counted in a story's ``sources``)."""
+mentions = Table(
+    "mentions",
+    metadata,
+    Column(
+        "article_id", String(40), ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("entity", String(512), primary_key=True, index=True),
+    Column("alias", String(512), primary_key=True),
+    Column("field", String(16), primary_key=True),
+)
 
-    __tablename__ = "article_sources"
+# A (story, entity) pair that was recorded; its existence means it never alerts again.
+story_entities = Table(
+    "story_entities",
+    metadata,
+    Column("story_id", String(40), ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True),
+    Column("entity", String(512), primary_key=True, index=True),
+    Column("first_article_id", String(40), nullable=False),
+    Column("alerted", Boolean, nullable=False, default=False),
+)
 
-    article_id: Mapped[str] = mapped_column(
-        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
-    )
-    feed_id: Mapped[int] = mapped_column(
-        ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+# Dedupe key (feed, guid); outlives retention so pruned items never come back.
+seen_guids = Table(
+    "seen_guids",
+    metadata,
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True),
+    Column("guid", String(2048), primary_key=True),
+    Column("article_id", String(40)),
+    Column("content_hash", String(64), nullable=False),
+)
 
+# Dedupe key (canonical URL) across feeds; outlives retention.
+seen_urls = Table(
+    "seen_urls",
+    metadata,
+    Column("canonical_url", String(4096), primary_key=True),
+    Column("article_id", String(40)),
+)
 
-class Mention(Base):
-    __tablename__ = "mentions"
+# The alert outbox: the row is the truth, the body is rendered at each attempt.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel", String(512), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("entity", String(512)),
+    Column("matched", Text, nullable=False, default="[]"),  # JSON list of aliases
+    Column("story_id", String(40), index=True),
+    Column("feed_url", String(2048)),
+    Column("payload", Text),  # JSON snapshot for feed.* events
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt", UTCDateTime()),
+    Column("last_error", Text),
+    Column("sent_at", UTCDateTime()),
+    Column("digest_id", String(40)),
+    Column("lease_owner", String(256)),
+    Column("lease_until", UTCDateTime()),
+    Index("ix_outbox_state_next", "state", "next_attempt"),
+)
 
-    article_id: Mapped[str] = mapped_column(
-        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
-    )
-    entity: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
-    alias: Mapped[str] = mapped_column(String(512), primary_key=True)
-    field: Mapped[str] = mapped_column(String(16), primary_key=True)
+# Named counters shared by all instances (``cluster``: the last clustering round).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False, default=0),
+)
 
-
-class StoryEntity(Base):
-    """A (story, entity) pair that was recorded; its existence means it never alerts again."""
-
-    __tablename__ = "story_entities"
-
-    story_id: Mapped[str] = mapped_column(
-        ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True
-    )
-    entity: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
-    first_article_id: Mapped[str] = mapped_column(String(40))
-    alerted: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class SeenGuid(Base):
-    """Dedupe key (feed, guid); outlives retention so pruned items never come back."""
-
-    __tablename__ = "seen_guids"
-
-    feed_id: Mapped[int] = mapped_column(
-        ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True
-    )
-    guid: Mapped[str] = mapped_column(String(2048), primary_key=True)
-    article_id: Mapped[str | None] = mapped_column(String(40))
-    content_hash: Mapped[str] = mapped_column(String(64))
-
-
-class SeenUrl(Base):
-    """Dedupe key (canonical URL) across feeds; outlives retention."""
-
-    __tablename__ = "seen_urls"
-
-    canonical_url: Mapped[str] = mapped_column(String(4096), primary_key=True)
-    article_id: Mapped[str | None] = mapped_column(String(40))
-
-
-class Outbox(Base):
-    """The alert outbox: the row is the truth, the body is rendered at each attempt."""
-
-    __tablename__ = "outbox"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(512), index=True)
-    event: Mapped[str] = mapped_column(String(32))
-    entity: Mapped[str | None] = mapped_column(String(512))
-    matched: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of aliases
-    story_id: Mapped[str | None] = mapped_column(String(40), index=True)
-    feed_url: Mapped[str | None] = mapped_column(String(2048))
-    payload: Mapped[str | None] = mapped_column(Text)  # JSON snapshot for feed.* events
-    state: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    next_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    digest_id: Mapped[str | None] = mapped_column(String(40))
-    lease_owner: Mapped[str | None] = mapped_column(String(256))
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class Counter(Base):
-    """Named counters shared by all instances (``cluster``: the last clustering round)."""
-
-    __tablename__ = "counters"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class Instance(Base):
-    """A running daemon: its config hash and heartbeat, to spot instances out of step."""
-
-    __tablename__ = "instances"
-
-    id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    config_hash: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    heartbeat: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-
-
-Index("ix_outbox_state_next", Outbox.state, Outbox.next_attempt)
-Index("ix_articles_feed_guid", Article.feed_id, Article.guid)
-Index("ix_articles_canonical_url", Article.canonical_url)
+# A running daemon: its config hash and heartbeat, to spot instances out of step.
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    Column("config_hash", String(64), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat", UTCDateTime(), nullable=False, index=True),
+)

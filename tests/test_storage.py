@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -13,7 +15,7 @@ from storage.engine import make_engine, migrate
 from storage.lock import InstanceLock, lock_path_for
 from storage.records import FeedUpdate, IngestPlan, NewArticle, StoryWrite
 from storage.store import Store
-from storage.tables import Base
+from storage.tables import metadata
 
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
 
@@ -40,10 +42,17 @@ def test_migrating_empty_database_yields_models_schema(db_url: str) -> None:
     migrate(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(ctx, Base.metadata)
+        diff = compare_metadata(ctx, metadata)
     assert diff == []
     migrate(engine)  # a second start-up is a no-op
     engine.dispose()
+
+
+def test_commands_never_import_the_orm() -> None:
+    """Storage is Core only: ``sqlalchemy.orm`` would add ~0.1 s to every command's start."""
+    code = "import sys, monitor.cli, monitor.daemon, storage.store; print(sorted(sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "sqlalchemy.orm" not in res.stdout
 
 
 def test_schema_head_constant_matches_migration_scripts() -> None:
