@@ -346,8 +346,14 @@ _STORED_COLUMNS = (
 
 
 def select_stored() -> Select[Any]:
-    """Articles with their feed, as ``stream_stored`` reads them: add the filter and order."""
-    return select(*_STORED_COLUMNS).join(feeds, feeds.c.id == articles.c.feed_id)
+    """Articles with their feed, as ``stream_stored`` reads them: add the filter and order.
+
+    ``feed_id + 0`` keeps SQLite from walking each feed's articles by ``feed_id``: with
+    the statistics of a large database it chose that plan for the warm start and read
+    every stored article (4.8 s at 1,000,000) instead of the window's (0.9 s by the
+    ``published`` index). Articles are always the outer table now, feeds found by key.
+    """
+    return select(*_STORED_COLUMNS).join(feeds, feeds.c.id == articles.c.feed_id + 0)
 
 
 def stream_stored(conn: Connection, stmt: Select[Any]) -> Iterator[StoredArticle]:
